@@ -1,0 +1,1 @@
+//! libvirt-compatible PCI/PCIe, zPCI and CCW address allocator

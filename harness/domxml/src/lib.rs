@@ -1,0 +1,1 @@
+//! libvirt-style domain XML: parse, model, write back

@@ -1,0 +1,1 @@
+//! QEMU argv and guest-visible PCI prediction for an allocated domain

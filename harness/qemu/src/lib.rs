@@ -1,0 +1,1 @@
+//! QEMU processes and QMP: probe binaries, run argv live, boot guests

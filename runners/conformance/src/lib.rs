@@ -1,0 +1,1 @@
+//! Case corpus loading and the replay, live and guest stages

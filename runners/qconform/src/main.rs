@@ -1,0 +1,2 @@
+//! The `qconform` command line.
+fn main() {}
