@@ -1,0 +1,12 @@
+//! `qconform caps` (not written yet).
+
+use std::process::ExitCode;
+
+/// Arguments of `qconform caps`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("qconform caps is not available in this build yet")
+}

@@ -1,0 +1,12 @@
+//! `qconform probe` (not written yet).
+
+use std::process::ExitCode;
+
+/// Arguments of `qconform probe`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("qconform probe is not available in this build yet")
+}

@@ -1,0 +1,12 @@
+//! `qconform report` (not written yet).
+
+use std::process::ExitCode;
+
+/// Arguments of `qconform report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("qconform report is not available in this build yet")
+}
