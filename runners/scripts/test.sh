@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (QEMU matrix, guest kernels, Chromium for the
+# HTML check) when missing, then runs the whole workspace's tests: unit tests, the offline
+# replay of every case against every snapshot, the live tier against the installed matrix, and
+# a bounded guest-boot subset.
+#
+# Usage: runners/scripts/test.sh [extra cargo test args...]
+# Env:   QCONFORM_SKIP_INSTALL=1   do not install anything (tests needing QEMU are then ignored)
+#        QCONFORM_GUEST=subset|all|none   guest tier selection (default: subset)
+#        any QCONFORM_* variable of the install scripts (matrix root, versions, arches)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+cd "$top"
+
+log() { printf '[test %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+if [ "${QCONFORM_SKIP_INSTALL:-0}" != 1 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        log "installing the QEMU matrix (idempotent)"
+        "$here/install-matrix.sh" install
+        log "installing guest kernels and initramfs (idempotent)"
+        "$here/install-guest.sh" install
+        if ! command -v chromium >/dev/null 2>&1; then
+            log "installing chromium for the HTML report check"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+        fi
+    else
+        log "not root: skipping installs; tests that need missing parts are ignored with a reason"
+    fi
+fi
+
+export QCONFORM_GUEST=${QCONFORM_GUEST:-subset}
+log "cargo test --workspace (guest tier: $QCONFORM_GUEST)"
+exec cargo test --workspace --locked "$@"
