@@ -12,8 +12,8 @@ use crate::results::{ParseError, TrialRecord, parse_records};
 /// Reading an input failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// File system error.
-    #[error("{path}: {source}")]
+    /// File system error (the cause is the error's source).
+    #[error("cannot read {path}")]
     Io {
         /// Path involved.
         path: PathBuf,
@@ -23,8 +23,8 @@ pub enum LoadError {
     /// A results file holds something that is not a trial record.
     #[error(transparent)]
     Parse(#[from] ParseError),
-    /// A snapshot file is not a valid snapshot.
-    #[error("{path}: {source}")]
+    /// A snapshot file is not a valid snapshot (the cause is the error's source).
+    #[error("{path}: not a usable caps snapshot")]
     Caps {
         /// Snapshot file.
         path: PathBuf,

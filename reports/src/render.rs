@@ -30,8 +30,8 @@ pub const LATEST: &str = "latest";
 /// Writing a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// A file system operation failed.
-    #[error("{path}: {source}")]
+    /// A file system operation failed (the cause is the error's source).
+    #[error("cannot write {path}")]
     Io {
         /// Path involved.
         path: PathBuf,

@@ -1,21 +1,205 @@
-//! `qconform diff` and `qconform drift` (not written yet).
+//! `qconform diff`: what changed between two caps snapshots (or two directories of
+//! snapshots, paired by architecture); and `qconform drift`: how the plan of a domain
+//! changes between two snapshots.
 
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use qconform_caps::Snapshot;
+use qconform_reports::diff::{DiffSet, diff, diff_sets};
+use qconform_reports::diff_render::{self, Format};
+use qconform_reports::load;
+
+/// Output format of `qconform diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Plain text with unified diffs.
+    Text,
+    /// Stable JSON (schema in docs/reading-the-report.md).
+    Json,
+    /// Markdown with fenced diff blocks.
+    Markdown,
+    /// One self-contained HTML page.
+    Html,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+            FormatArg::Markdown => Format::Markdown,
+            FormatArg::Html => Format::Html,
+        }
+    }
+}
 
 /// Arguments of `qconform diff`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+    qconform diff 10.0/s390x 11.1/s390x\n  \
+    qconform diff capsdata/caps_10.0.2_x86_64.json capsdata/caps_11.1.3_x86_64.json --format markdown\n  \
+    qconform diff old-capsdata/ capsdata/ --format json --out caps-diff.json")]
+pub struct Args {
+    /// Old snapshot: a file, a directory of snapshots, or an id such as `10.0/s390x`
+    /// (looked up in --caps).
+    pub old: String,
+    /// New snapshot: same forms as OLD (two directories are paired by architecture).
+    pub new: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    pub format: FormatArg,
+    /// Directory where snapshot ids are looked up.
+    #[arg(long, default_value = "capsdata")]
+    pub caps: PathBuf,
+    /// Write the output to this file (atomically) instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit with status 1 when the snapshots differ (like `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// A snapshot argument resolved: one snapshot or a directory of them.
+enum Side {
+    One(Box<Snapshot>),
+    Many(Vec<Snapshot>),
+}
+
+fn load_side(spec: &str, caps: &Path) -> anyhow::Result<Side> {
+    let p = Path::new(spec);
+    if p.is_dir() {
+        let snaps = load::read_snapshot_dir(p)?;
+        if snaps.is_empty() {
+            bail!("{spec}: directory holds no caps_*.json snapshot");
+        }
+        return Ok(Side::Many(snaps));
+    }
+    let path = load::resolve_snapshot_path(spec, caps)?;
+    Ok(Side::One(Box::new(load::read_snapshot(&path)?)))
+}
+
+/// Writes `contents` to `path` atomically (temporary file in the same directory, then
+/// rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
+fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    match out {
+        Some(p) => write_atomic(p, text.as_bytes()),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// Runs `diff`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let old = load_side(&args.old, &args.caps)?;
+    let new = load_side(&args.new, &args.caps)?;
+    let set = match (old, new) {
+        (Side::One(a), Side::One(b)) => {
+            if a.probe.arch != b.probe.arch {
+                eprintln!(
+                    "qconform: warning: comparing different architectures ({} vs {})",
+                    a.probe.arch, b.probe.arch
+                );
+            }
+            DiffSet::of(vec![diff(&a, &b)])
+        }
+        (Side::Many(a), Side::Many(b)) => diff_sets(&a, &b),
+        _ => bail!(
+            "OLD and NEW must both be snapshots or both be directories ({} vs {})",
+            args.old,
+            args.new
+        ),
+    };
+    emit(
+        &diff_render::render(&set, args.format.into()),
+        args.out.as_deref(),
+    )?;
+    let differs = set.diffs.iter().any(|d| !d.is_empty())
+        || !set.unpaired_old.is_empty()
+        || !set.unpaired_new.is_empty();
+    Ok(if args.exit_code && differs {
+        ExitCode::from(crate::EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
 /// Arguments of `qconform drift`.
 #[derive(Debug, clap::Args)]
-pub struct DriftArgs {}
+#[command(after_help = "Examples:\n  \
+    qconform drift cases/pcie-root-ports --from 10.0/x86_64 --to 11.1/x86_64\n  \
+    qconform drift --all --from 10.0/s390x --to 11.1/s390x --format json")]
+pub struct DriftArgs {
+    /// Case directory (holding domain.xml) or a domain XML file.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub case: Option<PathBuf>,
+    /// Every case under --cases.
+    #[arg(long)]
+    pub all: bool,
+    /// Old snapshot (file or id such as `10.0/x86_64`).
+    #[arg(long)]
+    pub from: String,
+    /// New snapshot.
+    #[arg(long)]
+    pub to: String,
+    /// Directory where snapshot ids are looked up.
+    #[arg(long, default_value = "capsdata")]
+    pub caps: PathBuf,
+    /// Case corpus for --all.
+    #[arg(long, default_value = "cases")]
+    pub cases: PathBuf,
+    /// Output format (text or json).
+    #[arg(long, value_enum, default_value_t = DriftFormat::Text)]
+    pub format: DriftFormat,
+    /// Only list cases whose guest ABI changes (with --all).
+    #[arg(long)]
+    pub changed_only: bool,
+    /// Exit with status 1 when a guest-visible change is found.
+    #[arg(long)]
+    pub exit_code: bool,
+}
 
-/// Runs `diff`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("qconform diff is not available in this build yet")
+/// Output format of `qconform drift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriftFormat {
+    /// Plain text with unified diffs.
+    Text,
+    /// JSON array of drifts.
+    Json,
 }
 
 /// Runs `drift`.
-pub fn run_drift(_args: DriftArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("qconform drift is not available in this build yet")
+pub fn run_drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
+    let _ = args;
+    bail!("qconform drift needs the planner, which is not available in this build yet")
 }
