@@ -27,7 +27,10 @@
 #        QCONFORM_MATRIX_ARCHES    default "x86_64 aarch64 ppc64 s390x riscv64"
 #        QCONFORM_DEBIAN_MIRROR    default: the mirror of the host's bookworm apt source
 #        QCONFORM_MATRIX_APT_SUITES  suites added to the host's apt, pinned low (priority 100/50/40);
-#                                  default "bookworm-backports trixie sid" (backports is always added)
+#                                  default: none besides bookworm-backports, which is always added
+#                                  (e.g. "trixie sid" to make those suites visible to host apt too;
+#                                  the matrix itself does not need them, and every extra suite slows
+#                                  down each apt call on the host)
 #        QCONFORM_MATRIX_REFRESH=1 re-resolve package versions (apt-get update) even when stamped
 #
 # `install` needs root (host apt sources + packages, debootstrap, chroot) unless every step is
@@ -237,7 +240,7 @@ pick_version() {
 
 # Suites this script adds to the host's apt, with pins low enough that nothing installed on the
 # host is ever upgraded from them.
-EXTRA_SUITES="bookworm-backports ${QCONFORM_MATRIX_APT_SUITES-trixie sid}"
+EXTRA_SUITES="bookworm-backports ${QCONFORM_MATRIX_APT_SUITES-}"
 pin_of() { case $1 in bookworm-backports) echo 100 ;; trixie) echo 50 ;; *) echo 40 ;; esac; }
 
 configured_elsewhere() { # SUITE: already served by a host source that is not ours?
