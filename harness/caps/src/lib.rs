@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use derive::DeriveError;
+pub use derive::{
+    DeriveError, bus_categories, device_ids_of_argv, error_line, no_user_devices, placement_of_key,
+};
 pub use qtree::{QtreeBus, QtreeDevice, parse_qtree};
 
 /// Version of the snapshot file layout. Bump it when a field of ours changes meaning.
@@ -130,7 +132,10 @@ pub struct Raw {
     pub info_qdm: String,
     /// Per-machine launches, keyed by canonical machine name.
     pub machines: BTreeMap<String, MachineProbe>,
-    /// PCI identity launches, keyed by placement name (see [`Placement`]).
+    /// PCI identity launches, keyed by placement name (see [`Placement`]). A device type
+    /// that made the shared launch fail but may start on its own (e.g. a second display
+    /// adapter) gets a launch of its own keyed `<placement>:<type>`; see
+    /// [`placement_of_key`].
     pub pci_identity: BTreeMap<String, IdentityProbe>,
 }
 
@@ -467,7 +472,9 @@ impl Snapshot {
     /// placement when the binary could not plug the type behind a PCIe port.
     pub fn pci_id(&self, ty: &str, placement: Placement) -> Option<PciId> {
         let ids = self.index.pci_ids.get(ty)?;
-        ids.get(&placement).or_else(|| ids.get(&Placement::Root)).copied()
+        ids.get(&placement)
+            .or_else(|| ids.get(&Placement::Root))
+            .copied()
     }
 
     /// Caps of a machine (canonical name or alias).

@@ -6,6 +6,7 @@
 //! * [`probe`]: the probe plan that turns one binary into a [`qconform_caps::Snapshot`].
 
 pub mod matrix;
+pub mod probe;
 pub mod qmp;
 
 pub use qmp::{Exit, Qemu, QemuError, Timeouts};

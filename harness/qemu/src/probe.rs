@@ -1,0 +1,1231 @@
+//! The probe plan: one QEMU binary in, one [`Snapshot`] out.
+//!
+//! 1. **Basic launch** `-machine none -nodefaults -S -display none -qmp stdio -accel A
+//!    [-audio none]`: `query-version`, `query-target`, `query-machines`,
+//!    `qom-list-types abstract=true`, `qom-list-types implements=X abstract=true` for
+//!    [`IMPLEMENTS`], `device-list-properties` for [`PROPERTY_TYPES`], `query-qmp-schema`
+//!    (summarised) and HMP `info qdm`. The accelerator is the first of `tcg`, `qtest` that
+//!    starts (TCG first so that "does this machine start" means the same on every version:
+//!    Debian's 7.2 and 10.0 builds have no qtest accelerator). `-audio none` is used when
+//!    the binary accepts it (10.0+ boards with sound refuse to start without an audio
+//!    backend; 7.2 rejects the option but does not need it): detected, not hard-coded.
+//! 2. **Per machine** (the same options with `-machine M`): outcome, exit status, stderr
+//!    tail, `query-pci` and `info qtree`. Failures (refusals, aborts, hangs) are recorded.
+//! 3. **PCI identity**: the device types of [`IDENTITY_TYPES`] that the binary has, plugged
+//!    in batches on the reference machine of the architecture ([`identity_machine`]), at the
+//!    `root` placement (the machine's default PCI bus) and at `pcie-port` (each device behind
+//!    its own `pcie-root-port`, where the binary has one). A type QEMU refuses is dropped from
+//!    the batch with QEMU's message (found by its `-device` option string on stderr, or by
+//!    halving the batch when QEMU does not say) and then tried once on its own.
+//!
+//! Every launch goes through a shared semaphore so the number of QEMU processes stays
+//! bounded whatever the number of binaries and machines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use qconform_caps::{
+    IdentityProbe, LaunchOutcome, MachineProbe, ProbeInfo, QemuVersion, QmpSchemaSummary, Raw,
+    Snapshot, canonical_json, error_line,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::matrix::MatrixEntry;
+use crate::qmp::{Qemu, QemuError, Timeouts};
+
+/// Types asked with `qom-list-types implements=X` (an error reply is recorded for a type
+/// the binary lacks, e.g. `cxl-device` before 7.x or `ccw-device` outside s390x).
+pub const IMPLEMENTS: &[&str] = &[
+    "bus",
+    "ccw-device",
+    "conventional-pci-device",
+    "cxl-device",
+    "device",
+    "ide-device",
+    "isa-device",
+    "pci-device",
+    "pci-express-device",
+    "scsi-device",
+    "sys-bus-device",
+    "usb-device",
+    "virtio-device",
+];
+
+/// PCI device types whose guest-visible identity is recorded (those the binary lacks are
+/// skipped). Types that need host resources (vfio, vhost) are not here: their identity is
+/// the host's.
+pub const IDENTITY_TYPES: &[&str] = &[
+    // bridges, ports, expanders
+    "pcie-root-port",
+    "ioh3420",
+    "x3130-upstream",
+    "xio3130-downstream",
+    "pci-bridge",
+    "pcie-pci-bridge",
+    "i82801b11-bridge",
+    "pxb",
+    "pxb-pcie",
+    // virtio (generic, transitional, non-transitional)
+    "virtio-net-pci",
+    "virtio-net-pci-transitional",
+    "virtio-net-pci-non-transitional",
+    "virtio-blk-pci",
+    "virtio-blk-pci-transitional",
+    "virtio-blk-pci-non-transitional",
+    "virtio-scsi-pci",
+    "virtio-scsi-pci-transitional",
+    "virtio-scsi-pci-non-transitional",
+    "virtio-serial-pci",
+    "virtio-serial-pci-transitional",
+    "virtio-serial-pci-non-transitional",
+    "virtio-balloon-pci",
+    "virtio-balloon-pci-transitional",
+    "virtio-balloon-pci-non-transitional",
+    "virtio-rng-pci",
+    "virtio-rng-pci-transitional",
+    "virtio-rng-pci-non-transitional",
+    "virtio-gpu-pci",
+    "virtio-vga",
+    "virtio-keyboard-pci",
+    "virtio-mouse-pci",
+    "virtio-tablet-pci",
+    "virtio-iommu-pci",
+    // network
+    "e1000",
+    "e1000e",
+    "igb",
+    "rtl8139",
+    "vmxnet3",
+    "ne2k_pci",
+    "pcnet",
+    // USB controllers
+    "qemu-xhci",
+    "nec-usb-xhci",
+    "piix3-usb-uhci",
+    "piix4-usb-uhci",
+    "ich9-usb-ehci1",
+    "ich9-usb-ehci2",
+    "ich9-usb-uhci1",
+    "ich9-usb-uhci2",
+    "ich9-usb-uhci3",
+    "ich9-usb-uhci4",
+    "ich9-usb-uhci5",
+    "ich9-usb-uhci6",
+    "usb-ehci",
+    "pci-ohci",
+    // storage
+    "lsi53c895a",
+    "lsi53c810",
+    "megasas",
+    "megasas-gen2",
+    "mptsas1068",
+    "am53c974",
+    "dc390",
+    "ich9-ahci",
+    "nvme",
+    // sound
+    "ES1370",
+    "AC97",
+    "intel-hda",
+    "ich9-intel-hda",
+    // display
+    "VGA",
+    "cirrus-vga",
+    "qxl-vga",
+    "qxl",
+    "bochs-display",
+    "ati-vga",
+    "secondary-vga",
+    // misc
+    "i6300esb",
+    "pvpanic-pci",
+    "pci-serial",
+    "pci-serial-2x",
+    "pci-serial-4x",
+    "ivshmem-plain",
+];
+
+/// Device types whose `device-list-properties` is recorded: the identity types plus the
+/// non-PCI types the allocator and argv generator may emit. A type the binary lacks is
+/// recorded with its error reply.
+pub const PROPERTY_TYPES_EXTRA: &[&str] = &[
+    "zpci",
+    "vfio-pci",
+    "vfio-ccw",
+    "virtio-net-ccw",
+    "virtio-blk-ccw",
+    "virtio-scsi-ccw",
+    "virtio-serial-ccw",
+    "virtio-balloon-ccw",
+    "virtio-rng-ccw",
+    "virtio-gpu-ccw",
+    "virtio-keyboard-ccw",
+    "virtio-mouse-ccw",
+    "virtio-tablet-ccw",
+    "virtio-net-device",
+    "virtio-blk-device",
+    "virtio-scsi-device",
+    "virtio-rng-device",
+    "virtio-balloon-device",
+    "virtio-serial-device",
+    "vhost-vsock-pci",
+    "vhost-vsock-ccw",
+    "virtio-9p-pci",
+    "virtio-mem-pci",
+    "virtio-pmem-pci",
+    "isa-fdc",
+    "floppy",
+    "ide-hd",
+    "ide-cd",
+    "scsi-hd",
+    "scsi-cd",
+    "scsi-block",
+    "usb-kbd",
+    "usb-mouse",
+    "usb-tablet",
+    "usb-storage",
+    "usb-hub",
+    "usb-host",
+    "isa-serial",
+    "pvpanic",
+    "ib700",
+    "diag288",
+    "intel-iommu",
+    "spapr-pci-host-bridge",
+    "spapr-vscsi",
+    "spapr-vlan",
+    "spapr-vty",
+    "pxb-cxl",
+    "cxl-rp",
+    "cxl-upstream",
+    "cxl-downstream",
+    "cxl-type3",
+    "ramfb",
+];
+
+/// All types whose properties are recorded, sorted and without duplicates.
+pub fn property_types() -> Vec<&'static str> {
+    let set: BTreeSet<&'static str> = IDENTITY_TYPES
+        .iter()
+        .chain(PROPERTY_TYPES_EXTRA)
+        .copied()
+        .collect();
+    set.into_iter().collect()
+}
+
+/// Machine used for PCI identity launches on an architecture: the one whose root bus
+/// libvirt uses by default (`q35` for x86: its `pcie.0` takes conventional devices as
+/// integrated endpoints exactly as i440fx's `pci.0` does).
+pub fn identity_machine(arch: &str) -> Option<&'static str> {
+    match arch {
+        "x86_64" | "i386" => Some("q35"),
+        "aarch64" | "arm" | "riscv64" | "riscv32" | "loongarch64" => Some("virt"),
+        "ppc64" => Some("pseries"),
+        "s390x" => Some("s390-ccw-virtio"),
+        _ => None,
+    }
+}
+
+/// Which machines to launch one by one.
+#[derive(Debug, Clone)]
+pub enum MachineSelection {
+    /// Every machine of `query-machines`.
+    All,
+    /// None (the snapshot records them as skipped).
+    None,
+    /// Machines whose canonical name or alias matches the glob.
+    Glob(globset::GlobMatcher),
+}
+
+impl MachineSelection {
+    fn selects(&self, name: &str, alias: Option<&str>) -> bool {
+        match self {
+            MachineSelection::All => true,
+            MachineSelection::None => false,
+            MachineSelection::Glob(g) => g.is_match(name) || alias.is_some_and(|a| g.is_match(a)),
+        }
+    }
+}
+
+/// What to probe: the program to execute and the real binary that identifies the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// Program to execute (the binary itself or a launcher that `exec`s it).
+    pub launcher: PathBuf,
+    /// The real QEMU binary, hashed for [`ProbeInfo::binary_sha256`].
+    pub binary: PathBuf,
+}
+
+/// Errors resolving a `--qemu` argument.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The path cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A launcher script whose real binary is unknown.
+    #[error("{} is not an ELF binary (a launcher script?) and is not a launcher of the installed matrix; give it as {}=/path/to/the/real/qemu-system-ARCH so the snapshot records the real binary's identity", path.display(), path.display())]
+    NotElf {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+/// Resolves a `--qemu` argument: `BIN` (an ELF binary, or a launcher listed in the matrix)
+/// or `LAUNCHER=REALBIN`.
+pub fn resolve_target(spec: &str, matrix: &[MatrixEntry]) -> Result<ProbeTarget, TargetError> {
+    if let Some((launcher, binary)) = spec.split_once('=') {
+        let launcher = PathBuf::from(launcher);
+        let binary = PathBuf::from(binary);
+        for p in [&launcher, &binary] {
+            std::fs::metadata(p).map_err(|source| TargetError::Read {
+                path: p.clone(),
+                source,
+            })?;
+        }
+        return Ok(ProbeTarget { launcher, binary });
+    }
+    let path = PathBuf::from(spec);
+    let canonical = std::fs::canonicalize(&path).map_err(|source| TargetError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let mut head = [0u8; 4];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&canonical).map_err(|source| TargetError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let _ = f.read(&mut head).map_err(|source| TargetError::Read {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if head == *b"\x7fELF" {
+        return Ok(ProbeTarget {
+            launcher: path,
+            binary: canonical,
+        });
+    }
+    for e in matrix {
+        if std::fs::canonicalize(&e.launcher).is_ok_and(|c| c == canonical) {
+            return Ok(ProbeTarget {
+                launcher: path,
+                binary: e.binary.clone(),
+            });
+        }
+    }
+    Err(TargetError::NotElf { path })
+}
+
+/// Options of a probe run.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Machines to launch one by one.
+    pub machines: MachineSelection,
+    /// Whether to record PCI identities.
+    pub identity: bool,
+    /// Deadlines of the basic launch.
+    pub timeouts: Timeouts,
+    /// Deadlines of per-machine and identity launches (a hanging machine costs its startup
+    /// deadline).
+    pub machine_timeouts: Timeouts,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            machines: MachineSelection::All,
+            identity: true,
+            timeouts: Timeouts::default(),
+            machine_timeouts: Timeouts {
+                startup: Duration::from_secs(20),
+                command: Duration::from_secs(20),
+                shutdown: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+/// Progress of one binary's probe.
+#[derive(Debug, Clone)]
+pub struct ProbeProgress {
+    /// Launches finished.
+    pub done: usize,
+    /// Launches planned so far (grows when the plan is known).
+    pub total: usize,
+    /// What just finished.
+    pub what: String,
+}
+
+/// Callback receiving progress.
+pub type ProgressFn = Arc<dyn Fn(&ProbeProgress) + Send + Sync>;
+
+/// Errors of a probe run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The binary could not be hashed.
+    #[error("cannot read {} to hash it: {source}", path.display())]
+    Hash {
+        /// The binary.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The basic launch failed (the program is not a working QEMU).
+    #[error("{0}")]
+    Launch(#[from] QemuError),
+    /// A reply QEMU must give had another shape.
+    #[error("{}: {command}: {detail}", program.display())]
+    Reply {
+        /// Program.
+        program: PathBuf,
+        /// Command.
+        command: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The snapshot could not be built from the replies.
+    #[error("{}: {source}", program.display())]
+    Snapshot {
+        /// Program.
+        program: PathBuf,
+        /// The error.
+        source: qconform_caps::CapsError,
+    },
+}
+
+/// Arguments shared by every launch, after `-machine M`.
+fn common_args(accel: &str, audio_none: bool) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "-nodefaults",
+        "-S",
+        "-display",
+        "none",
+        "-qmp",
+        "stdio",
+        "-accel",
+        accel,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if audio_none {
+        v.extend(["-audio".to_owned(), "none".to_owned()]);
+    }
+    v
+}
+
+fn machine_args(machine: &str, common: &[String]) -> Vec<String> {
+    let mut v = vec!["-machine".to_owned(), machine.to_owned()];
+    v.extend_from_slice(common);
+    v
+}
+
+/// Keeps the last `max` bytes of `s`, trimmed, starting at a line boundary.
+fn tail(s: &str, max: usize) -> String {
+    let t = s.trim();
+    if t.len() <= max {
+        return t.to_owned();
+    }
+    let mut start = t.len() - max;
+    while !t.is_char_boundary(start) {
+        start += 1;
+    }
+    let cut = t.get(start..).unwrap_or_default();
+    match cut.find('\n') {
+        Some(p) => cut.get(p + 1..).unwrap_or_default().to_owned(),
+        None => cut.to_owned(),
+    }
+}
+
+const STDERR_RECORD: usize = 4096;
+
+/// Lowercase hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Summarises a `query-qmp-schema` reply.
+pub fn summarize_schema(schema: &Value) -> QmpSchemaSummary {
+    let canonical = canonical_json(schema);
+    let mut h = Sha256::new();
+    h.update(canonical.as_bytes());
+    let entries = schema.as_array().map_or(0, Vec::len);
+    let mut commands = BTreeSet::new();
+    let mut events = BTreeSet::new();
+    for e in schema.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let (Some(name), Some(mt)) = (
+            e.get("name").and_then(Value::as_str),
+            e.get("meta-type").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        match mt {
+            "command" => {
+                commands.insert(name.to_owned());
+            }
+            "event" => {
+                events.insert(name.to_owned());
+            }
+            _ => {}
+        }
+    }
+    QmpSchemaSummary {
+        sha256: hex(&h.finalize()),
+        entries,
+        commands: commands.into_iter().collect(),
+        events: events.into_iter().collect(),
+    }
+}
+
+/// A QMP answer as stored in raw: the return value, or `{"error": {...}}`.
+fn stored(reply: Result<Value, Value>) -> Value {
+    match reply {
+        Ok(v) => v,
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+struct Tracker {
+    progress: ProgressFn,
+    done: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+impl Tracker {
+    fn add(&self, n: usize) {
+        self.total.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn finished(&self, what: String) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let total = self.total.load(std::sync::atomic::Ordering::SeqCst);
+        (self.progress)(&ProbeProgress { done, total, what });
+    }
+}
+
+/// Probes one binary into a snapshot.
+pub async fn probe_binary(
+    target: &ProbeTarget,
+    config: &ProbeConfig,
+    limit: Arc<Semaphore>,
+    progress: ProgressFn,
+) -> Result<Snapshot, ProbeError> {
+    let tracker = Arc::new(Tracker {
+        progress,
+        done: 0.into(),
+        total: 1.into(),
+    });
+    let bin = target.binary.clone();
+    let hash_task = tokio::task::spawn_blocking(move || sha256_file(&bin));
+
+    let basic = {
+        let _permit = limit.acquire().await;
+        basic_probe(&target.launcher, config.timeouts).await?
+    };
+    tracker.finished("basic queries".into());
+    let sha = match hash_task.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => {
+            return Err(ProbeError::Hash {
+                path: target.binary.clone(),
+                source,
+            });
+        }
+        Err(e) => {
+            return Err(ProbeError::Hash {
+                path: target.binary.clone(),
+                source: std::io::Error::other(e.to_string()),
+            });
+        }
+    };
+
+    let reply_err = |command: &str, detail: &str| ProbeError::Reply {
+        program: target.launcher.clone(),
+        command: command.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let version = &basic.query_version;
+    let qv = |k: &str| {
+        version
+            .pointer(&format!("/qemu/{k}"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| reply_err("query-version", &format!("no qemu.{k}")))
+    };
+    let qemu_version = QemuVersion {
+        major: qv("major")?,
+        minor: qv("minor")?,
+        micro: qv("micro")?,
+    };
+    let arch = basic
+        .query_target
+        .get("arch")
+        .and_then(Value::as_str)
+        .ok_or_else(|| reply_err("query-target", "no arch"))?
+        .to_owned();
+    let machines_list: Vec<(String, Option<String>)> = basic
+        .query_machines
+        .as_array()
+        .ok_or_else(|| reply_err("query-machines", "not a list"))?
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m.get("name")?.as_str()?.to_owned(),
+                m.get("alias").and_then(Value::as_str).map(str::to_owned),
+            ))
+        })
+        .collect();
+
+    let common = common_args(&basic.accel, basic.audio_none);
+    let mut machine_argv = vec!["-machine".to_owned(), "{machine}".to_owned()];
+    machine_argv.extend(common.iter().cloned());
+
+    // Per-machine launches and identity launches run concurrently, bounded by `limit`.
+    let mut machines: BTreeMap<String, MachineProbe> = BTreeMap::new();
+    let mut set: JoinSet<(String, MachineProbe)> = JoinSet::new();
+    for (name, alias) in &machines_list {
+        if !config.machines.selects(name, alias.as_deref()) {
+            machines.insert(
+                name.clone(),
+                MachineProbe {
+                    argv: Vec::new(),
+                    outcome: LaunchOutcome::Skipped,
+                    exit_code: None,
+                    signal: None,
+                    stderr: String::new(),
+                    query_pci: None,
+                    info_qtree: None,
+                },
+            );
+            continue;
+        }
+        tracker.add(1);
+        let launcher = target.launcher.clone();
+        let args = machine_args(name, &common);
+        let limit = Arc::clone(&limit);
+        let timeouts = config.machine_timeouts;
+        let name = name.clone();
+        let tracker = Arc::clone(&tracker);
+        set.spawn(async move {
+            let probe = {
+                let _permit = limit.acquire().await;
+                probe_machine(&launcher, args, timeouts).await
+            };
+            tracker.finished(format!("machine {name}"));
+            (name, probe)
+        });
+    }
+
+    let identity_task = if config.identity {
+        let ctx = IdentityContext {
+            launcher: target.launcher.clone(),
+            common: common.clone(),
+            timeouts: config.machine_timeouts,
+            limit: Arc::clone(&limit),
+            tracker: Arc::clone(&tracker),
+        };
+        let plan = identity_plan(&basic, &arch, &machines_list);
+        Some(tokio::spawn(async move { run_identity(ctx, plan).await }))
+    } else {
+        None
+    };
+
+    while let Some(joined) = set.join_next().await {
+        if let Ok((name, probe)) = joined {
+            machines.insert(name, probe);
+        }
+    }
+    let pci_identity = match identity_task {
+        Some(t) => t.await.unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+
+    let probe = ProbeInfo {
+        qemu_version,
+        package: version
+            .get("package")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        arch,
+        binary_name: target
+            .binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        binary_sha256: sha,
+        probe_argv: basic.argv.clone(),
+        machine_argv,
+        accel: basic.accel.clone(),
+        tool: format!("qconform {}", env!("CARGO_PKG_VERSION")),
+    };
+    let raw = Raw {
+        greeting: basic.greeting,
+        query_version: basic.query_version,
+        query_target: basic.query_target,
+        query_machines: basic.query_machines,
+        qom_types: basic.qom_types,
+        qom_implements: basic.qom_implements,
+        device_properties: basic.device_properties,
+        qmp_schema: basic.qmp_schema,
+        info_qdm: basic.info_qdm,
+        machines,
+        pci_identity,
+    };
+    Snapshot::new(probe, raw).map_err(|source| ProbeError::Snapshot {
+        program: target.launcher.clone(),
+        source,
+    })
+}
+
+/// Replies of the basic launch.
+struct Basic {
+    argv: Vec<String>,
+    accel: String,
+    audio_none: bool,
+    greeting: Value,
+    query_version: Value,
+    query_target: Value,
+    query_machines: Value,
+    qom_types: Value,
+    qom_implements: BTreeMap<String, Value>,
+    device_properties: BTreeMap<String, Value>,
+    qmp_schema: QmpSchemaSummary,
+    info_qdm: String,
+}
+
+/// Starts the binary with `-machine none`, trying the accelerator/audio variants in order.
+async fn start_basic(
+    launcher: &Path,
+    timeouts: Timeouts,
+) -> Result<(Qemu, Vec<String>, String, bool), QemuError> {
+    let variants = [
+        ("tcg", true),
+        ("tcg", false),
+        ("qtest", true),
+        ("qtest", false),
+    ];
+    let mut last = None;
+    for (accel, audio) in variants {
+        let args = machine_args("none", &common_args(accel, audio));
+        match Qemu::spawn(launcher, &args, timeouts).await {
+            Ok(q) => return Ok((q, args, accel.to_owned(), audio)),
+            // A refusal of an option: try the next variant. Anything else (cannot run,
+            // hangs, speaks no QMP) will not get better with other options.
+            Err(e @ QemuError::Exited { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| QemuError::Io {
+        program: launcher.to_path_buf(),
+        source: std::io::Error::other("no launch variant"),
+    }))
+}
+
+async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, ProbeError> {
+    let (mut q, argv, accel, audio_none) = start_basic(launcher, timeouts).await?;
+    let greeting = q.greeting().clone();
+    let query_version = stored(q.execute("query-version", None).await?);
+    let query_target = stored(q.execute("query-target", None).await?);
+    let query_machines = stored(q.execute("query-machines", None).await?);
+    let qom_types = stored(
+        q.execute("qom-list-types", Some(json!({ "abstract": true })))
+            .await?,
+    );
+    let mut qom_implements = BTreeMap::new();
+    for iface in IMPLEMENTS {
+        let r = q
+            .execute(
+                "qom-list-types",
+                Some(json!({ "implements": iface, "abstract": true })),
+            )
+            .await?;
+        qom_implements.insert((*iface).to_owned(), stored(r));
+    }
+    let mut device_properties = BTreeMap::new();
+    for ty in property_types() {
+        let r = q
+            .execute("device-list-properties", Some(json!({ "typename": ty })))
+            .await?;
+        device_properties.insert(ty.to_owned(), stored(r));
+    }
+    let schema = q.execute_ok("query-qmp-schema", None).await?;
+    let qmp_schema = summarize_schema(&schema);
+    let info_qdm = q.hmp("info qdm").await?;
+    let _ = q.quit().await;
+    Ok(Basic {
+        argv,
+        accel,
+        audio_none,
+        greeting,
+        query_version,
+        query_target,
+        query_machines,
+        qom_types,
+        qom_implements,
+        device_properties,
+        qmp_schema,
+        info_qdm: info_qdm.replace("\r\n", "\n"),
+    })
+}
+
+/// One launch with `-machine M`: start, `query-pci`, `info qtree`, quit.
+async fn probe_machine(launcher: &Path, args: Vec<String>, timeouts: Timeouts) -> MachineProbe {
+    let mut out = MachineProbe {
+        argv: args.clone(),
+        outcome: LaunchOutcome::Failed,
+        exit_code: None,
+        signal: None,
+        stderr: String::new(),
+        query_pci: None,
+        info_qtree: None,
+    };
+    let mut q = match Qemu::spawn(launcher, &args, timeouts).await {
+        Ok(q) => q,
+        Err(e) => {
+            record_failure(&mut out, &e);
+            return out;
+        }
+    };
+    match q.execute("query-pci", None).await {
+        Ok(r) => out.query_pci = Some(stored(r)),
+        Err(e) => {
+            record_failure(&mut out, &e);
+            return out;
+        }
+    }
+    match q.hmp("info qtree").await {
+        Ok(t) => out.info_qtree = Some(t.replace("\r\n", "\n")),
+        Err(QemuError::Command { error, .. }) => {
+            out.info_qtree = Some(format!("error: {}", crate::qmp::error_desc(&error)));
+        }
+        Err(e) => {
+            record_failure(&mut out, &e);
+            return out;
+        }
+    }
+    let (exit, stderr) = q.quit().await;
+    out.outcome = LaunchOutcome::Started;
+    out.exit_code = exit.code;
+    out.signal = exit.signal;
+    out.stderr = tail(&stderr, STDERR_RECORD);
+    out
+}
+
+fn record_failure(out: &mut MachineProbe, e: &QemuError) {
+    out.outcome = if e.is_timeout() {
+        LaunchOutcome::Timeout
+    } else {
+        LaunchOutcome::Failed
+    };
+    if let Some(exit) = e.exit() {
+        out.exit_code = exit.code;
+        out.signal = exit.signal;
+    }
+    out.stderr = tail(failure_text(e).as_str(), STDERR_RECORD);
+}
+
+/// QEMU's own words for a failure: its stderr, or (for a protocol problem or timeout with a
+/// silent stderr) our description, which holds no host path.
+fn failure_text(e: &QemuError) -> String {
+    match e {
+        QemuError::Exited { stderr, .. } => stderr.clone(),
+        QemuError::Timeout {
+            stderr,
+            after,
+            phase,
+            ..
+        } => {
+            format!(
+                "{}\n(no answer {phase} within {}s)",
+                stderr.trim(),
+                after.as_secs()
+            )
+        }
+        QemuError::Protocol {
+            stderr,
+            detail,
+            phase,
+            ..
+        } => {
+            format!("{}\n(not QMP {phase}: {detail})", stderr.trim())
+        }
+        QemuError::Command { command, error } => {
+            format!("{command}: {}", crate::qmp::error_desc(error))
+        }
+        QemuError::Spawn { source, .. } | QemuError::Io { source, .. } => source.to_string(),
+    }
+}
+
+// ---- PCI identity ------------------------------------------------------------------------
+
+struct IdentityContext {
+    launcher: PathBuf,
+    common: Vec<String>,
+    timeouts: Timeouts,
+    limit: Arc<Semaphore>,
+    tracker: Arc<Tracker>,
+}
+
+struct IdentityPlan {
+    machine: Option<String>,
+    types: Vec<String>,
+    pcie_port: bool,
+}
+
+fn identity_plan(basic: &Basic, arch: &str, machines: &[(String, Option<String>)]) -> IdentityPlan {
+    let machine = identity_machine(arch)
+        .filter(|m| {
+            machines
+                .iter()
+                .any(|(n, a)| n == m || a.as_deref() == Some(*m))
+        })
+        .map(str::to_owned);
+    let concrete: BTreeSet<&str> = basic
+        .qom_types
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| !t.get("abstract").and_then(Value::as_bool).unwrap_or(false))
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let pci: BTreeSet<&str> = basic
+        .qom_implements
+        .get("pci-device")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let no_user = qconform_caps::no_user_devices(&basic.info_qdm);
+    let types: Vec<String> = IDENTITY_TYPES
+        .iter()
+        .filter(|t| concrete.contains(*t) && pci.contains(*t) && !no_user.contains(**t))
+        .map(|t| (*t).to_owned())
+        .collect();
+    let pcie_port = concrete.contains("pcie-root-port") && !no_user.contains("pcie-root-port");
+    IdentityPlan {
+        machine,
+        types,
+        pcie_port,
+    }
+}
+
+/// Devices per identity launch: leaves room on any root bus (32 slots) for built-in
+/// functions, and behind-port launches use one root-bus slot per holder port.
+const BATCH: usize = 16;
+/// Bound on launches per placement, whatever QEMU does.
+const MAX_LAUNCHES: usize = 200;
+
+async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<String, IdentityProbe> {
+    let mut out = BTreeMap::new();
+    let Some(machine) = plan.machine.clone() else {
+        return out;
+    };
+    let mut placements = vec!["root"];
+    if plan.pcie_port {
+        placements.push("pcie-port");
+    }
+    let ctx = Arc::new(ctx);
+    let mut set = JoinSet::new();
+    for placement in placements {
+        let ctx = Arc::clone(&ctx);
+        let machine = machine.clone();
+        let types = plan.types.clone();
+        set.spawn(async move { identity_placement(&ctx, &machine, placement, &types).await });
+    }
+    while let Some(j) = set.join_next().await {
+        if let Ok(m) = j {
+            out.extend(m);
+        }
+    }
+    out
+}
+
+/// One identity launch's argv and the `-device` option string of each device type.
+fn identity_argv(
+    machine: &str,
+    common: &[String],
+    placement: &str,
+    root_bus: Option<&str>,
+    types: &[String],
+) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    // An explicit bus keeps devices on the root bus even after an expander (pxb-pcie)
+    // has added another root bus to the machine.
+    let on_root = root_bus.map(|b| format!(",bus={b}")).unwrap_or_default();
+    if types.is_empty() && placement == "pcie-port" {
+        // The bare check of this placement: can the machine take a root port at all?
+        // (pseries has the type but refuses it.)
+        let mut argv = machine_args(machine, common);
+        argv.extend([
+            "-device".to_owned(),
+            "pcie-root-port,id=qcport0,chassis=1".to_owned(),
+        ]);
+        return (argv, Vec::new());
+    }
+    let mut argv = machine_args(machine, common);
+    let mut opts = Vec::new();
+    for (i, ty) in types.iter().enumerate() {
+        let n = i + 1;
+        let id = format!("qc{n}");
+        let mut extra = Vec::new();
+        let mut params = String::new();
+        match ty.as_str() {
+            "pcie-root-port" | "ioh3420" | "xio3130-downstream" => {
+                params = format!(",chassis={}", 100 + n);
+            }
+            "pci-bridge" => params = format!(",chassis_nr={}", 100 + n),
+            "pxb" | "pxb-pcie" => params = format!(",bus_nr={}", 100 + 4 * n),
+            "nvme" => {
+                extra.extend([
+                    "-blockdev".to_owned(),
+                    format!("driver=null-co,node-name=qcd{n},read-zeroes=on"),
+                ]);
+                params = format!(",drive=qcd{n},serial=qc{n}");
+            }
+            t if t.starts_with("virtio-blk-pci") => {
+                extra.extend([
+                    "-blockdev".to_owned(),
+                    format!("driver=null-co,node-name=qcd{n},read-zeroes=on"),
+                ]);
+                params = format!(",drive=qcd{n}");
+            }
+            "ivshmem-plain" => {
+                extra.extend([
+                    "-object".to_owned(),
+                    format!("memory-backend-ram,id=qcm{n},size=1M"),
+                ]);
+                params = format!(",memdev=qcm{n}");
+            }
+            _ => {}
+        }
+        let mut device_opts = Vec::new();
+        if placement == "pcie-port" {
+            let port = format!("pcie-root-port,id=qcport{n},chassis={n}{on_root}");
+            argv.extend(["-device".to_owned(), port.clone()]);
+            device_opts.push(port);
+            params.push_str(&format!(",bus=qcport{n}"));
+        } else {
+            params.push_str(&on_root);
+        }
+        argv.extend(extra);
+        let opt = format!("{ty},id={id}{params}");
+        argv.extend(["-device".to_owned(), opt.clone()]);
+        device_opts.push(opt);
+        opts.push((ty.clone(), device_opts));
+    }
+    (argv, opts)
+}
+
+enum IdentityRun {
+    Started(IdentityProbe),
+    /// QEMU refused; `culprit` names the type whose `-device` option it complained about.
+    Refused {
+        probe: IdentityProbe,
+        culprit: Option<(String, String)>,
+    },
+}
+
+async fn identity_launch(
+    ctx: &IdentityContext,
+    machine: &str,
+    placement: &str,
+    root_bus: Option<&str>,
+    types: &[String],
+) -> IdentityRun {
+    let (argv, opts) = identity_argv(machine, &ctx.common, placement, root_bus, types);
+    let _permit = ctx.limit.acquire().await;
+    let mut probe = IdentityProbe {
+        argv: argv.clone(),
+        outcome: LaunchOutcome::Failed,
+        exit_code: None,
+        stderr: String::new(),
+        query_pci: None,
+        info_qtree: None,
+        rejected: BTreeMap::new(),
+    };
+    let result = async {
+        let mut q = Qemu::spawn(&ctx.launcher, &argv, ctx.timeouts).await?;
+        // `-device` errors can come right after the greeting: make sure QEMU is still up.
+        let pci = q.execute("query-pci", None).await?;
+        let qtree = q.hmp("info qtree").await?;
+        let (exit, stderr) = q.quit().await;
+        Ok::<_, QemuError>((stored(pci), qtree, exit, stderr))
+    }
+    .await;
+    ctx.tracker.finished(format!("identity {placement}"));
+    match result {
+        Ok((pci, qtree, exit, stderr)) => {
+            probe.outcome = LaunchOutcome::Started;
+            probe.exit_code = exit.code;
+            probe.stderr = tail(&stderr, STDERR_RECORD);
+            probe.query_pci = Some(pci);
+            probe.info_qtree = Some(qtree.replace("\r\n", "\n"));
+            IdentityRun::Started(probe)
+        }
+        Err(e) => {
+            probe.outcome = if e.is_timeout() {
+                LaunchOutcome::Timeout
+            } else {
+                LaunchOutcome::Failed
+            };
+            probe.exit_code = e.exit().and_then(|x| x.code);
+            let text = failure_text(&e);
+            probe.stderr = tail(&text, STDERR_RECORD);
+            let culprit = opts.iter().find_map(|(ty, dev_opts)| {
+                dev_opts.iter().find_map(|o| {
+                    let needle = format!("-device {o}: ");
+                    text.lines().find_map(|l| {
+                        l.split_once(&needle)
+                            .map(|(_, msg)| (ty.clone(), msg.trim().to_owned()))
+                    })
+                })
+            });
+            IdentityRun::Refused { probe, culprit }
+        }
+    }
+}
+
+async fn identity_placement(
+    ctx: &IdentityContext,
+    machine: &str,
+    placement: &str,
+    types: &[String],
+) -> BTreeMap<String, IdentityProbe> {
+    let mut out = BTreeMap::new();
+    ctx.tracker.add(1);
+    // The bare machine first (with one holder port for `pcie-port`): if it does not start,
+    // no device result would mean anything.
+    let root_bus = match identity_launch(ctx, machine, placement, None, &[]).await {
+        IdentityRun::Refused { probe, .. } => {
+            out.insert(placement.to_owned(), probe);
+            return out;
+        }
+        IdentityRun::Started(p) => p
+            .info_qtree
+            .as_deref()
+            .and_then(qconform_caps::parse_qtree)
+            .and_then(|t| {
+                t.walk_buses()
+                    .into_iter()
+                    .find(|(_, b)| matches!(b.bus_type.as_str(), "PCI" | "PCIE"))
+                    .map(|(_, b)| b.id.clone())
+            }),
+    };
+    let root_bus = root_bus.as_deref();
+    let mut queue: std::collections::VecDeque<Vec<String>> =
+        types.chunks(BATCH).map(<[String]>::to_vec).collect();
+    ctx.tracker.add(queue.len());
+    let mut rejected: BTreeMap<String, String> = BTreeMap::new();
+    let mut started: Vec<IdentityProbe> = Vec::new();
+    let mut launches = 0;
+    while let Some(mut batch) = queue.pop_front() {
+        loop {
+            if batch.is_empty() || launches >= MAX_LAUNCHES {
+                break;
+            }
+            launches += 1;
+            match identity_launch(ctx, machine, placement, root_bus, &batch).await {
+                IdentityRun::Started(p) => {
+                    started.push(p);
+                    break;
+                }
+                IdentityRun::Refused {
+                    culprit: Some((ty, msg)),
+                    ..
+                } => {
+                    batch.retain(|t| *t != ty);
+                    rejected.insert(ty, msg);
+                    ctx.tracker.add(1);
+                }
+                IdentityRun::Refused {
+                    probe,
+                    culprit: None,
+                } => {
+                    if batch.len() == 1 {
+                        let ty = batch.remove(0);
+                        let msg =
+                            error_line(&probe.stderr).unwrap_or_else(|| match probe.exit_code {
+                                Some(c) => format!("exit code {c}"),
+                                None => "killed by a signal".to_owned(),
+                            });
+                        rejected.insert(ty, msg);
+                    } else {
+                        // QEMU did not say which device: halve the batch.
+                        let second = batch.split_off(batch.len() / 2);
+                        queue.push_front(second);
+                        queue.push_front(std::mem::take(&mut batch));
+                        ctx.tracker.add(2);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    for (i, p) in started.into_iter().enumerate() {
+        let key = if i == 0 {
+            placement.to_owned()
+        } else {
+            format!("{placement}:{}", i + 1)
+        };
+        out.insert(key, p);
+    }
+    // A type refused in company may start alone (two display adapters, one IOMMU, ...).
+    let retry: Vec<String> = rejected.keys().cloned().collect();
+    ctx.tracker.add(retry.len());
+    for ty in retry {
+        if launches >= MAX_LAUNCHES {
+            break;
+        }
+        launches += 1;
+        let probe =
+            match identity_launch(ctx, machine, placement, root_bus, std::slice::from_ref(&ty))
+                .await
+            {
+                IdentityRun::Started(p) => p,
+                IdentityRun::Refused { probe, .. } => probe,
+            };
+        out.insert(format!("{placement}:{ty}"), probe);
+    }
+    // Every rejection of the placement is recorded on its first launch.
+    if let Some(first) = out.get_mut(placement) {
+        for (t, m) in rejected {
+            first.rejected.entry(t).or_insert(m);
+        }
+    }
+    out
+}
