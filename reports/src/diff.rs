@@ -73,15 +73,20 @@ pub struct ListDiff {
 }
 
 impl ListDiff {
-    /// Compares two sets of items; the unified diff shows one line of context.
+    /// Compares two sets of items. Items are listed in natural order (`pc-q35-2.12` before
+    /// `pc-q35-10.0`); the unified diff shows one line of context.
     pub fn of_sets(old: &BTreeSet<String>, new: &BTreeSet<String>, labels: (&str, &str)) -> Self {
-        let added: Vec<String> = new.difference(old).cloned().collect();
-        let removed: Vec<String> = old.difference(new).cloned().collect();
+        let mut added: Vec<String> = new.difference(old).cloned().collect();
+        let mut removed: Vec<String> = old.difference(new).cloned().collect();
+        added.sort_by(|a, b| natural_cmp(a, b));
+        removed.sort_by(|a, b| natural_cmp(a, b));
         let unified = if added.is_empty() && removed.is_empty() {
             String::new()
         } else {
-            let o: Vec<&str> = old.iter().map(String::as_str).collect();
-            let n: Vec<&str> = new.iter().map(String::as_str).collect();
+            let mut o: Vec<&str> = old.iter().map(String::as_str).collect();
+            let mut n: Vec<&str> = new.iter().map(String::as_str).collect();
+            o.sort_by(|a, b| natural_cmp(a, b));
+            n.sort_by(|a, b| natural_cmp(a, b));
             unified_lines(&o, &n, labels, 1)
         };
         ListDiff {
@@ -133,6 +138,40 @@ impl ListDiff {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && !self.reordered
     }
+}
+
+/// Natural order: runs of digits compare as numbers (`2.12 < 10.0`), the rest as text;
+/// ties fall back to plain byte order so the order is total.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            let boundary =
+                i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit();
+            if boundary {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(cb.iter()) {
+        let ord = match (x, y) {
+            ((true, dx), (true, dy)) => {
+                let tx = dx.trim_start_matches('0');
+                let ty = dy.trim_start_matches('0');
+                tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty))
+            }
+            ((_, sx), (_, sy)) => sx.cmp(sy),
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
 }
 
 /// Unified diff (`similar`) of two lists of lines, with `---`/`+++` headers.
@@ -238,6 +277,7 @@ pub struct PropertyChange {
     /// Property name.
     pub name: String,
     /// Type change, when the type changed.
+    #[serde(rename = "type")]
     pub ty: Option<Change<String>>,
     /// Default change, when the default changed.
     pub default: Option<Change<Option<Value>>>,
@@ -472,6 +512,8 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> CapsDiff {
             }
         }
     }
+    newly_deprecated.sort_by(|a, b| natural_cmp(a, b));
+    no_longer_deprecated.sort_by(|a, b| natural_cmp(a, b));
     let machine_types = MachineTypesDiff {
         added: names.added,
         removed: names.removed,
@@ -710,11 +752,14 @@ fn machine_attribute_changes(old: &Snapshot, new: &Snapshot) -> Vec<MachineField
     }
     grouped
         .into_iter()
-        .map(|((field, _, _), (old, new, machines))| MachineFieldChange {
-            field,
-            old,
-            new,
-            machines,
+        .map(|((field, _, _), (old, new, mut machines))| {
+            machines.sort_by(|a, b| natural_cmp(a, b));
+            MachineFieldChange {
+                field,
+                old,
+                new,
+                machines,
+            }
         })
         .collect()
 }

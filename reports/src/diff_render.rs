@@ -51,6 +51,19 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// Up to `max` names, then how many more (the JSON form has them all).
+fn name_list(names: &[String], max: usize) -> String {
+    if names.len() <= max {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, ... and {} more",
+            names[..max].join(", "),
+            names.len() - max
+        )
+    }
+}
+
 fn opt_text(v: Option<&str>) -> &str {
     v.unwrap_or("(none)")
 }
@@ -157,7 +170,7 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
                     value_text(&c.old),
                     value_text(&c.new),
                     c.machines.len(),
-                    c.machines.join(", ")
+                    name_list(&c.machines, 12)
                 )
             })
             .collect();

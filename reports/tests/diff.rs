@@ -160,7 +160,7 @@ fn every_section_reports_its_change() {
     assert_eq!(d.machine_types.added, vec!["pc-i440fx-11.1", "pc-q35-11.1"]);
     assert_eq!(
         d.machine_types.removed,
-        vec!["pc-i440fx-10.0", "pc-i440fx-2.12"]
+        vec!["pc-i440fx-2.12", "pc-i440fx-10.0"]
     );
     assert_eq!(d.machine_types.newly_deprecated, vec!["pc-q35-9.2"]);
     assert!(
@@ -191,7 +191,7 @@ fn every_section_reports_its_change() {
         .expect("acpi change");
     assert_eq!(acpi.old, serde_json::Value::Null);
     assert_eq!(acpi.new, json!(true));
-    assert_eq!(acpi.machines, vec!["pc-q35-10.0", "pc-q35-9.2"]);
+    assert_eq!(acpi.machines, vec!["pc-q35-9.2", "pc-q35-10.0"]);
     assert_eq!(d.device_types.added, vec!["virtio-iommu-pci"]);
     assert_eq!(d.device_types.removed, vec!["isa-fdc"]);
     assert_eq!(d.interfaces.len(), 1);
@@ -314,7 +314,7 @@ fn json_is_stable_and_round_trips() {
     );
     assert_eq!(
         d["machine_types"]["removed"],
-        json!(["pc-i440fx-10.0", "pc-i440fx-2.12"])
+        json!(["pc-i440fx-2.12", "pc-i440fx-10.0"])
     );
 }
 
@@ -424,5 +424,39 @@ fn show_text() {
     println!(
         "{}",
         diff_render::text(&DiffSet::of(vec![diff::diff(&old, &new)]))
+    );
+}
+
+#[test]
+fn natural_order_puts_2_12_before_10_0() {
+    let mut v = vec![
+        "pc-q35-10.0",
+        "pc-q35-2.12",
+        "pc-q35-2.4",
+        "pc-q35-4.0.1",
+        "pc-q35-4.0",
+        "isapc",
+    ];
+    v.sort_by(|a, b| diff::natural_cmp(a, b));
+    assert_eq!(
+        v,
+        vec![
+            "isapc",
+            "pc-q35-2.4",
+            "pc-q35-2.12",
+            "pc-q35-4.0",
+            "pc-q35-4.0.1",
+            "pc-q35-10.0"
+        ]
+    );
+    assert_eq!(diff::natural_cmp("", "a"), std::cmp::Ordering::Less);
+    assert_eq!(
+        diff::natural_cmp("a01", "a1"),
+        diff::natural_cmp("a01", "a1")
+    );
+    assert_ne!(
+        diff::natural_cmp("a01", "a1"),
+        std::cmp::Ordering::Equal,
+        "total order"
     );
 }

@@ -143,7 +143,7 @@ fn run_directory_is_complete_and_latest_moves() {
     ] {
         let p = first.join(f);
         assert!(
-            p.metadata().map(|m| m.len() > 0).unwrap_or(false),
+            p.metadata().is_ok_and(|m| m.len() > 0),
             "{} missing",
             p.display()
         );
@@ -171,7 +171,7 @@ fn run_directory_is_complete_and_latest_moves() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // Reading the whole results root back does not count `latest` twice.
-    let loaded = qconform_reports::load::read_results(&[root.clone()]).expect("load");
+    let loaded = qconform_reports::load::read_results(std::slice::from_ref(&root)).expect("load");
     assert_eq!(loaded.records.len(), records.len() + 3);
 }
 
