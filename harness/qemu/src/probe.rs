@@ -801,8 +801,9 @@ async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, Probe
     })
 }
 
-/// One launch with `-machine M`: start, `query-pci`, `info qtree`, quit.
-async fn probe_machine(launcher: &Path, args: Vec<String>, timeouts: Timeouts) -> MachineProbe {
+/// One launch with the given arguments (normally `-machine M` + the common options): start,
+/// `query-pci`, `info qtree`, quit. Never fails: a refusal, crash or hang is recorded.
+pub async fn probe_machine(launcher: &Path, args: Vec<String>, timeouts: Timeouts) -> MachineProbe {
     let mut out = MachineProbe {
         argv: args.clone(),
         outcome: LaunchOutcome::Failed,

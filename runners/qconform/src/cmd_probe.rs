@@ -161,6 +161,12 @@ async fn probe_all(
     let config = Arc::new(config);
     let temps: Arc<Mutex<Vec<PathBuf>>> = Arc::new(Mutex::new(Vec::new()));
     let started = std::time::Instant::now();
+    // Installed before any QEMU starts, so an early Ctrl-C is handled too (QEMU runs in its
+    // own process group and does not get the terminal's SIGINT: we must stop it).
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the SIGINT handler")?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
     let mut set: JoinSet<bool> = JoinSet::new();
     for target in targets {
         let label = target.launcher.file_name().map_or_else(
@@ -233,7 +239,7 @@ async fn probe_all(
                 Some(Ok(true)) => {}
                 Some(_) => failed += 1,
             },
-            _ = tokio::signal::ctrl_c() => {
+            _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 // Dropping the tasks drops every Qemu handle, which kills its process group.
                 set.abort_all();
                 while set.join_next().await.is_some() {}

@@ -1,0 +1,132 @@
+//! Every committed snapshot in `capsdata/` reads back strictly, re-serialises to the same
+//! bytes, and its stored index is exactly what [`Index::derive`] gives from its raw replies.
+//! Also checks, on real recorded data, the machine facts the suite relies on (seed 004).
+
+use std::path::PathBuf;
+
+use qconform_caps::{Index, Snapshot};
+
+fn capsdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../capsdata")
+}
+
+fn snapshots() -> Vec<(PathBuf, String, Snapshot)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(capsdata())
+        .expect("capsdata/ exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable");
+            let snap =
+                Snapshot::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, text, snap)
+        })
+        .collect()
+}
+
+fn find<'a>(all: &'a [(PathBuf, String, Snapshot)], id: &str) -> &'a Snapshot {
+    &all.iter()
+        .find(|(_, _, s)| s.id() == id)
+        .unwrap_or_else(|| panic!("snapshot {id} is committed"))
+        .2
+}
+
+#[test]
+fn test_index_rederives_from_raw_for_every_snapshot() {
+    let all = snapshots();
+    assert_eq!(all.len(), 15, "the matrix has 15 (version, arch) snapshots");
+    for (path, text, snap) in &all {
+        let derived =
+            Index::derive(&snap.raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            derived == snap.index,
+            "{}: stored index differs from the one derived from raw (re-record with qconform probe)",
+            path.display()
+        );
+        assert_eq!(
+            &snap.to_canonical_json(),
+            text,
+            "{}: not in canonical form",
+            path.display()
+        );
+        assert_eq!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some(snap.file_name().as_str())
+        );
+    }
+}
+
+#[test]
+fn test_snapshots_hold_no_host_paths() {
+    for (path, text, _) in &snapshots() {
+        for needle in ["/root/", "/home/", "/tmp/", ".cache/qconform"] {
+            assert!(
+                !text.contains(needle),
+                "{} mentions {needle}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn test_machine_fit_facts_from_recorded_data() {
+    let all = snapshots();
+    for v in ["7.2.22", "10.0.2", "11.1.3"] {
+        let x86 = find(&all, &format!("{v}/x86_64"));
+        let pc = x86.machine_caps("pc").expect("pc probed");
+        let q35 = x86.machine_caps("q35").expect("q35 probed");
+        assert!(pc.starts && q35.starts);
+        assert!(pc.categories.contains("floppy"), "{v}: floppy fits pc");
+        assert!(
+            !q35.categories.contains("floppy"),
+            "{v}: no floppy bus on q35 with -nodefaults"
+        );
+        assert!(q35.categories.contains("pcie") && !pc.categories.contains("pcie"));
+        assert_eq!(
+            q35.default_pci_bus.as_ref().map(|b| b.id.as_str()),
+            Some("pcie.0")
+        );
+        assert_eq!(
+            pc.default_pci_bus.as_ref().map(|b| b.bus_type.as_str()),
+            Some("PCI")
+        );
+
+        let s390 = find(&all, &format!("{v}/s390x"));
+        let ccw = s390
+            .machine_caps("s390-ccw-virtio")
+            .expect("s390-ccw-virtio probed");
+        assert!(ccw.categories.contains("ccw") && ccw.categories.contains("zpci"));
+        assert_eq!(
+            ccw.default_pci_bus.as_ref().map(|b| b.id.as_str()),
+            Some("pci.0")
+        );
+
+        // Virtio identity depends on placement: transitional on the root bus, modern behind
+        // a root port (x86 q35).
+        let root = x86
+            .pci_id("virtio-net-pci", qconform_caps::Placement::Root)
+            .expect("id");
+        let port = x86
+            .pci_id("virtio-net-pci", qconform_caps::Placement::PciePort)
+            .expect("id");
+        assert_eq!((root.vendor, root.device), (0x1af4, 0x1000), "{v}");
+        assert_eq!((port.vendor, port.device), (0x1af4, 0x1041), "{v}");
+        assert_eq!(root.class, 0x0200);
+    }
+    // Failures are recorded with QEMU's words, not dropped.
+    let arm = find(&all, "11.1.3/aarch64");
+    let canon = arm.machine_caps("canon-a1100").expect("probed");
+    assert!(!canon.starts);
+    assert!(
+        canon
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("canon-a1100-rom1.bin"))
+    );
+}

@@ -1,0 +1,222 @@
+//! `qconform probe` and `qconform caps` as a user runs them: seed 004's questions answered
+//! from the committed snapshots, clear errors for programs that are not QEMU, and Ctrl-C in
+//! the middle of a probe leaving neither a QEMU process nor a partial snapshot.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn qconform() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_qconform"))
+}
+
+fn capsdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../capsdata")
+}
+
+fn show(args: &[&str]) -> String {
+    let out = qconform()
+        .args(["caps", "show"])
+        .args(args)
+        .arg("--dir")
+        .arg(capsdata())
+        .output()
+        .expect("run qconform");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn category_line(text: &str, cat: &str) -> String {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(cat))
+        .unwrap_or_else(|| panic!("no {cat} line in:\n{text}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn test_caps_show_answers_machine_fit_questions() {
+    for v in ["7.2", "10.0", "11.1"] {
+        let id = format!("{v}/x86_64");
+        let pc = show(&[&id, "--machine", "pc"]);
+        assert_eq!(category_line(&pc, "floppy"), "floppy yes", "{pc}");
+        assert!(pc.contains("default PCI bus: pci.0 (PCI)"), "{pc}");
+        let q35 = show(&[&id, "--machine", "q35"]);
+        assert_eq!(category_line(&q35, "floppy"), "floppy no", "{q35}");
+        assert_eq!(category_line(&q35, "pcie"), "pcie yes", "{q35}");
+        assert!(q35.contains("default PCI bus: pcie.0 (PCIE)"), "{q35}");
+        let s390 = show(&[&format!("{v}/s390x"), "--machine", "s390-ccw-virtio"]);
+        assert!(s390.contains("default PCI bus: pci.0 (PCI)"), "{s390}");
+        assert_eq!(category_line(&s390, "zpci"), "zpci yes");
+        assert_eq!(category_line(&s390, "ccw"), "ccw yes");
+    }
+    let json = show(&["11.1.3_x86_64", "--machine", "q35", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["machine"], "pc-q35-11.1");
+    assert_eq!(v["caps"]["default_pci_bus"]["id"], "pcie.0");
+}
+
+#[test]
+fn test_caps_list_and_unknown_ids() {
+    let out = qconform()
+        .args(["caps", "list", "--dir"])
+        .arg(capsdata())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 16, "{text}");
+    assert!(text.contains("11.1.3   s390x"), "{text}");
+    let out = qconform()
+        .args(["caps", "show", "9.9/x86_64", "--dir"])
+        .arg(capsdata())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no snapshot 9.9/x86_64"));
+    let out = qconform()
+        .args([
+            "caps",
+            "show",
+            "11.1/x86_64",
+            "--machine",
+            "no-such",
+            "--dir",
+        ])
+        .arg(capsdata())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no machine \"no-such\""));
+}
+
+#[test]
+fn test_probe_of_something_that_is_not_qemu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qconform()
+        .args(["probe", "--qemu", "/bin/true", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before the QMP greeting"));
+    let txt = dir.path().join("notes.txt");
+    std::fs::write(&txt, "hello\n").expect("write");
+    let out = qconform()
+        .arg("probe")
+        .arg("--qemu")
+        .arg(&txt)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an ELF binary"));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+/// Pids of live processes whose environment holds `marker`.
+fn marked_processes(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for ent in rd.flatten() {
+        let Ok(pid) = ent.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()) {
+            // Zombies awaiting their reaper no longer run anything.
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false);
+            if !zombie {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file() {
+    let m = match qconform_qemu::matrix::installed() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file: skipped: {e}");
+            return;
+        }
+    };
+    let Some(e) = m.iter().find(|e| e.arch == "aarch64") else {
+        eprintln!("no aarch64 binary in the matrix: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = format!("QCONFORM_TEST_MARKER={}-{}", std::process::id(), line!());
+    let (k, v) = marker.split_once('=').expect("marker");
+    let mut child = qconform()
+        .arg("probe")
+        .arg("--qemu")
+        .arg(format!("{}={}", e.launcher.display(), e.binary.display()))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--jobs", "2"])
+        .env(k, v)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn qconform");
+    let cli = child.id();
+    // Wait until QEMU processes of this probe run, then interrupt the CLI.
+    assert!(
+        wait_for(Duration::from_secs(30), || marked_processes(&marker)
+            .iter()
+            .any(|p| *p != cli)),
+        "no QEMU started"
+    );
+    let pid = rustix::process::Pid::from_raw(i32::try_from(cli).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut stderr);
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        wait_for(Duration::from_secs(5), || marked_processes(&marker)
+            .is_empty()),
+        "QEMU processes left behind: {:?}",
+        marked_processes(&marker)
+    );
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "files left: {left:?}");
+}
