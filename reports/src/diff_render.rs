@@ -156,6 +156,89 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             unified: Vec::new(),
         });
     }
+    if !d.pci_ids.is_empty() {
+        let lines = d
+            .pci_ids
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} @ {}: {} -> {}",
+                    c.device,
+                    c.placement,
+                    opt_text(c.old.as_deref()),
+                    opt_text(c.new.as_deref())
+                )
+            })
+            .collect();
+        out.push(Section {
+            title: format!("PCI identity: {} change(s)", d.pci_ids.len()),
+            lines,
+            unified: Vec::new(),
+        });
+    }
+    if !d.machine_caps.is_empty() {
+        let mut s = Section {
+            title: format!(
+                "Machine start-up (-nodefaults): {} machine(s) changed",
+                d.machine_caps.len()
+            ),
+            lines: Vec::new(),
+            unified: Vec::new(),
+        };
+        for m in &d.machine_caps {
+            let name = match &m.via_alias {
+                Some(a) => format!("{a} ({} -> {})", m.old_machine, m.machine),
+                None => m.machine.clone(),
+            };
+            let mut what = Vec::new();
+            if let Some(c) = &m.starts {
+                let word = |b: bool| if b { "starts" } else { "does not start" };
+                what.push(format!("{} -> {}", word(c.old), word(c.new)));
+            }
+            if let Some(c) = &m.error {
+                what.push(format!(
+                    "error {:?} -> {:?}",
+                    opt_text(c.old.as_deref()),
+                    opt_text(c.new.as_deref())
+                ));
+            }
+            if let Some(c) = &m.default_pci_bus {
+                what.push(format!(
+                    "default PCI bus {} -> {}",
+                    opt_text(c.old.as_deref()),
+                    opt_text(c.new.as_deref())
+                ));
+            }
+            if !m.categories.is_empty() {
+                let mut cats: Vec<String> =
+                    m.categories.added.iter().map(|c| format!("+{c}")).collect();
+                cats.extend(m.categories.removed.iter().map(|c| format!("-{c}")));
+                what.push(format!("categories {}", cats.join(" ")));
+            }
+            if !m.buses.is_empty() {
+                what.push(format!(
+                    "buses +{} -{}",
+                    m.buses.added.len(),
+                    m.buses.removed.len()
+                ));
+                s.unified
+                    .push((format!("{name} buses"), m.buses.unified.clone()));
+            }
+            if !m.builtin_pci.is_empty() {
+                what.push(format!(
+                    "built-in PCI +{} -{}",
+                    m.builtin_pci.added.len(),
+                    m.builtin_pci.removed.len()
+                ));
+                s.unified.push((
+                    format!("{name} built-in PCI"),
+                    m.builtin_pci.unified.clone(),
+                ));
+            }
+            s.lines.push(format!("{name}: {}", what.join("; ")));
+        }
+        out.push(s);
+    }
     if let Some(s) = list_section("query-machines attributes", &d.machine_fields) {
         out.push(s);
     }
@@ -245,89 +328,6 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
                 "Properties of probed device types: {} type(s) changed",
                 d.device_properties.len()
             ),
-            lines,
-            unified: Vec::new(),
-        });
-    }
-    if !d.machine_caps.is_empty() {
-        let mut s = Section {
-            title: format!(
-                "Machine start-up (-nodefaults): {} machine(s) changed",
-                d.machine_caps.len()
-            ),
-            lines: Vec::new(),
-            unified: Vec::new(),
-        };
-        for m in &d.machine_caps {
-            let name = match &m.via_alias {
-                Some(a) => format!("{a} ({} -> {})", m.old_machine, m.machine),
-                None => m.machine.clone(),
-            };
-            let mut what = Vec::new();
-            if let Some(c) = &m.starts {
-                let word = |b: bool| if b { "starts" } else { "does not start" };
-                what.push(format!("{} -> {}", word(c.old), word(c.new)));
-            }
-            if let Some(c) = &m.error {
-                what.push(format!(
-                    "error {:?} -> {:?}",
-                    opt_text(c.old.as_deref()),
-                    opt_text(c.new.as_deref())
-                ));
-            }
-            if let Some(c) = &m.default_pci_bus {
-                what.push(format!(
-                    "default PCI bus {} -> {}",
-                    opt_text(c.old.as_deref()),
-                    opt_text(c.new.as_deref())
-                ));
-            }
-            if !m.categories.is_empty() {
-                let mut cats: Vec<String> =
-                    m.categories.added.iter().map(|c| format!("+{c}")).collect();
-                cats.extend(m.categories.removed.iter().map(|c| format!("-{c}")));
-                what.push(format!("categories {}", cats.join(" ")));
-            }
-            if !m.buses.is_empty() {
-                what.push(format!(
-                    "buses +{} -{}",
-                    m.buses.added.len(),
-                    m.buses.removed.len()
-                ));
-                s.unified
-                    .push((format!("{name} buses"), m.buses.unified.clone()));
-            }
-            if !m.builtin_pci.is_empty() {
-                what.push(format!(
-                    "built-in PCI +{} -{}",
-                    m.builtin_pci.added.len(),
-                    m.builtin_pci.removed.len()
-                ));
-                s.unified.push((
-                    format!("{name} built-in PCI"),
-                    m.builtin_pci.unified.clone(),
-                ));
-            }
-            s.lines.push(format!("{name}: {}", what.join("; ")));
-        }
-        out.push(s);
-    }
-    if !d.pci_ids.is_empty() {
-        let lines = d
-            .pci_ids
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} @ {}: {} -> {}",
-                    c.device,
-                    c.placement,
-                    opt_text(c.old.as_deref()),
-                    opt_text(c.new.as_deref())
-                )
-            })
-            .collect();
-        out.push(Section {
-            title: format!("PCI identity: {} change(s)", d.pci_ids.len()),
             lines,
             unified: Vec::new(),
         });

@@ -22,11 +22,15 @@ h2 { font-size: 1.3em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; m
 h3 { font-size: 1.1em; margin: 1.2em 0 .4em; }
 .meta { color:#57606a; margin:.2em 0 1em; padding-left:1.2em; }
 table { border-collapse: collapse; }
-table.matrix th, table.matrix td { border: 1px solid #d0d7de; padding: 3px 6px; }
+table.matrix th, table.matrix td { border: 1px solid #d0d7de; padding: 3px 5px; }
 table.matrix thead th { background:#f6f8fa; font-weight:600; white-space:nowrap; }
 table.matrix th.case { text-align:left; font-weight:normal; font-family: ui-monospace, monospace; white-space:nowrap; }
 table.matrix td.cell { text-align:center; white-space:nowrap; }
 table.matrix td.empty { color:#d0d7de; }
+table.matrix th.arch { border-bottom:none; }
+table.matrix tfoot td.total { color:#57606a; font-size:.9em; text-align:center; }
+table.matrix tfoot td.bad { color:var(--fail); font-weight:700; }
+table.matrix tfoot th.foot { text-align:left; color:#57606a; font-size:.9em; }
 table.matrix td.cell a { text-decoration:none; }
 table.summary td, table.summary th { border:1px solid #d0d7de; padding:2px 8px; text-align:right; }
 table.summary th:first-child { text-align:left; }
@@ -171,6 +175,18 @@ impl<'a> Matrix<'a> {
             cells,
         }
     }
+}
+
+/// Consecutive columns of one architecture: (arch, number of columns).
+fn arch_spans(columns: &[Column]) -> Vec<(&str, usize)> {
+    let mut out: Vec<(&str, usize)> = Vec::new();
+    for c in columns {
+        match out.last_mut() {
+            Some((a, n)) if *a == c.arch => *n += 1,
+            _ => out.push((&c.arch, 1)),
+        }
+    }
+    out
 }
 
 /// Unique ids of the cells and trials of a matrix.
@@ -355,21 +371,40 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                 h2 id="matrix" { "Matrix" }
                 p.legend {
                     span.item { span.b.ok { "P" } "plan · " span.b.ok { "L" } "live · " span.b.ok { "G" } "guest" }
-                    @for o in OUTCOMES { span.item { span.b class=(o.as_str()) { "·" } (o.as_str()) } }
+                    @for o in OUTCOMES { span.item { span class={ "b " (o.as_str()) } { "·" } (o.as_str()) } }
                 }
                 p.legend { "Columns are QEMU version / architecture; a column heading links to the caps diff from the previous version. Each cell links to its details." }
                 table.matrix {
-                    thead { tr {
-                        th { "case" }
-                        @for c in &m.columns {
-                            th.col {
-                                (c.arch) br;
-                                @if let Some(a) = diff_to.get(&(c.arch.clone(), c.version.clone())) {
-                                    a href={ "#" (a) } title="caps diff from the previous version" { (c.version) }
-                                } @else { (c.version) }
+                    thead {
+                        tr {
+                            th rowspan="2" { "case" }
+                            @for (arch, span) in arch_spans(&m.columns) {
+                                th.arch colspan=(span) { (arch) }
                             }
                         }
-                    } }
+                        tr {
+                            @for c in &m.columns {
+                                th.col {
+                                    @if let Some(a) = diff_to.get(&(c.arch.clone(), c.version.clone())) {
+                                        a href={ "#" (a) } title="caps diff from the previous version" { (c.version) }
+                                    } @else { (c.version) }
+                                }
+                            }
+                        }
+                    }
+                    tfoot {
+                        tr {
+                            th.foot { "failed" }
+                            @for ci in 0..m.columns.len() {
+                                @let failed = m.cells.iter()
+                                    .filter(|((_, c), _)| *c == ci)
+                                    .flat_map(|(_, recs)| recs.iter())
+                                    .filter(|r| matches!(r.outcome(), Outcome::Failed | Outcome::RigError))
+                                    .count();
+                                td.total.bad[failed > 0] { (failed) }
+                            }
+                        }
+                    }
                     tbody {
                         @for (ri, case) in m.rows.iter().enumerate() {
                             tr {
@@ -380,7 +415,7 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                                             a href={ "#" (ids.cell(ri, ci)) } {
                                                 @for s in STAGES {
                                                     @if let Some((o, pass, n)) = stage_summary(recs, s) {
-                                                        span.b class=(o.as_str())
+                                                        span class={ "b " (o.as_str()) }
                                                             title={ (s.as_str()) ": " (o.as_str()) " (" (pass) "/" (n) " passed)" }
                                                             { (stage_letter(s)) }
                                                     }
@@ -402,7 +437,7 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                     ul.failures {
                         @for r in &failures {
                             li {
-                                span.b class=(r.outcome().as_str()) { (stage_letter(r.stage)) } " "
+                                span class={ "b " (r.outcome().as_str()) } { (stage_letter(r.stage)) } " "
                                 a href={ "#" (ids.trial(r)) } { (r.name) }
                                 " — " (r.message.as_deref().and_then(|m| m.lines().next()).unwrap_or(""))
                             }
@@ -449,7 +484,7 @@ fn trial_block(r: &TrialRecord, id: &str) -> Markup {
     html! {
         div.trial id=(id) {
             h4 {
-                span.b class=(o.as_str()) { (stage_letter(r.stage)) } " "
+                span class={ "b " (o.as_str()) } { (stage_letter(r.stage)) } " "
                 (r.stage.as_str()) " " (o.as_str())
                 @if let Some(m) = &r.machine { " · machine " code { (m) } }
                 " · " (format!("{:.2}", r.exec_time)) " s · " code { (r.name) }

@@ -189,3 +189,16 @@ fn render_run_is_deterministic() {
     assert_eq!(a.junit_xml, b.junit_xml);
     assert_eq!(a.results_jsonl, b.results_jsonl);
 }
+
+#[test]
+fn no_tag_repeats_an_attribute() {
+    let html = page();
+    for tag in html.split('<').skip(1) {
+        let Some(end) = tag.find('>') else { continue };
+        let head = &tag[..end];
+        for attr in ["class", "id", "href", "title"] {
+            let n = head.matches(&format!(" {attr}=\"")).count();
+            assert!(n <= 1, "<{head}> repeats {attr}");
+        }
+    }
+}
