@@ -131,6 +131,14 @@ fn report_renders_in_headless_chromium() {
     // 3 cases x 4 columns, every one rendered as a cell.
     assert_eq!(dom.matches("<td class=\"cell").count(), 12, "{dom}");
     assert!(dom.contains("<title>qconform conformance report</title>"));
+    // Badges carry their outcome class in the DOM the browser built (a repeated class
+    // attribute would be dropped here and leave them uncoloured).
+    for class in ["b ok", "b failed", "b ignored", "b rig-error"] {
+        assert!(
+            dom.contains(&format!("class=\"{class}\"")),
+            "no badge {class}"
+        );
+    }
     let ids: BTreeSet<String> = attr_values(&dom, "id").into_iter().collect();
     let hrefs = attr_values(&dom, "href");
     assert!(hrefs.len() >= 12, "cells link to their details");
