@@ -31,10 +31,10 @@ pub fn render(set: &DiffSet, format: Format) -> String {
     }
 }
 
-/// Pretty JSON with a final newline (the documented, stable form).
+/// Pretty JSON with a final newline (the documented, stable form). Members appear in the
+/// order of the Rust structs, whatever `serde_json` features are enabled.
 pub fn json(set: &DiffSet) -> String {
-    let value = serde_json::to_value(set).unwrap_or(Value::Null);
-    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(set).unwrap_or_default();
     s.push('\n');
     s
 }

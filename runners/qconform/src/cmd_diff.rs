@@ -112,17 +112,30 @@ fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
         Some(p) => write_atomic(p, text.as_bytes()),
         None => {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes())?;
-            stdout.flush()?;
-            Ok(())
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
         }
     }
 }
 
 /// Runs `diff`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let old = load_side(&args.old, &args.caps)?;
-    let new = load_side(&args.new, &args.caps)?;
+    let Args {
+        old: old_spec,
+        new: new_spec,
+        format,
+        caps,
+        out,
+        exit_code,
+    } = args;
+    let old = load_side(&old_spec, &caps)?;
+    let new = load_side(&new_spec, &caps)?;
     let set = match (old, new) {
         (Side::One(a), Side::One(b)) => {
             if a.probe.arch != b.probe.arch {
@@ -135,19 +148,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (Side::Many(a), Side::Many(b)) => diff_sets(&a, &b),
         _ => bail!(
-            "OLD and NEW must both be snapshots or both be directories ({} vs {})",
-            args.old,
-            args.new
+            "OLD and NEW must both be snapshots or both be directories ({old_spec} vs {new_spec})"
         ),
     };
-    emit(
-        &diff_render::render(&set, args.format.into()),
-        args.out.as_deref(),
-    )?;
+    emit(&diff_render::render(&set, format.into()), out.as_deref())?;
     let differs = set.diffs.iter().any(|d| !d.is_empty())
         || !set.unpaired_old.is_empty()
         || !set.unpaired_new.is_empty();
-    Ok(if args.exit_code && differs {
+    Ok(if exit_code && differs {
         ExitCode::from(crate::EXIT_FAILED)
     } else {
         ExitCode::SUCCESS

@@ -19,8 +19,10 @@ use qconform_reports::results::{Outcome, merge};
     2 no records or unreadable input.")]
 pub struct Args {
     /// Results to merge: files of JSON lines, JSON files with one record (or an array),
-    /// or directories searched recursively for *.json and *.jsonl. Repeatable.
-    #[arg(long = "results", default_value = "target/qconform-results")]
+    /// or directories searched recursively for *.json and *.jsonl. Repeatable. Default:
+    /// where the test runner writes them, `$QCONFORM_RESULTS_DIR`, else
+    /// `$CARGO_TARGET_DIR/qconform-results`, else `target/qconform-results`.
+    #[arg(long = "results")]
     pub results: Vec<PathBuf>,
     /// Directory of caps snapshots, for the caps diffs of adjacent versions.
     #[arg(long, default_value = "capsdata")]
@@ -31,8 +33,21 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// Where the conformance runner writes its records unless told otherwise.
+fn default_results_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("QCONFORM_RESULTS_DIR") {
+        return PathBuf::from(d);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("qconform-results")
+}
+
 /// Runs the subcommand.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    if args.results.is_empty() {
+        args.results.push(default_results_dir());
+    }
     let loaded = load::read_results(&args.results)?;
     if loaded.records.is_empty() {
         bail!(
