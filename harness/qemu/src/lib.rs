@@ -5,6 +5,8 @@
 //! * [`matrix`]: reading the installed matrix's `matrix.tsv`.
 //! * [`probe`]: the probe plan that turns one binary into a [`qconform_caps::Snapshot`].
 
+pub mod guest;
+pub mod live;
 pub mod matrix;
 pub mod probe;
 pub mod qmp;
