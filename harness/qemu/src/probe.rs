@@ -829,9 +829,8 @@ pub async fn probe_machine(launcher: &Path, args: Vec<String>, timeouts: Timeout
     }
     match q.hmp("info qtree").await {
         Ok(t) => out.info_qtree = Some(t.replace("\r\n", "\n")),
-        Err(QemuError::Command { error, .. }) => {
-            out.info_qtree = Some(format!("error: {}", crate::qmp::error_desc(&error)));
-        }
+        // An HMP error leaves the tree unknown (never seen; raw fields stay verbatim).
+        Err(QemuError::Command { .. }) => {}
         Err(e) => {
             record_failure(&mut out, &e);
             return out;
