@@ -513,10 +513,27 @@ pub fn observe_frozen(
     tree: &QtreeBus,
     is_pcie_slot: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<ObservedFunction>, String> {
-    let classes: BTreeMap<String, u16> = flatten_query_pci(query_pci)?
-        .into_iter()
+    let flat = flatten_query_pci(query_pci)?;
+    let classes: BTreeMap<String, u16> = flat
+        .iter()
         .filter(|f| !f.qdev_id.is_empty())
-        .map(|f| (f.qdev_id, f.class))
+        .map(|f| (f.qdev_id.clone(), f.class))
+        .collect();
+    // Functions without an id (host bridges, built-ins) are found by their place on a
+    // root bus, which is all `query-pci` lists at -S.
+    let root_classes: BTreeMap<(u32, u32, u32), u16> = flat
+        .iter()
+        .filter(|f| f.parent.is_none())
+        .map(|f| {
+            (
+                (
+                    u32::try_from(f.host).unwrap_or(u32::MAX),
+                    f.slot,
+                    f.function,
+                ),
+                f.class,
+            )
+        })
         .collect();
     // Root PCI buses: PCI buses not owned by a PCI function.
     let mut roots: Vec<&QtreeBus> = Vec::new();
@@ -530,6 +547,7 @@ pub fn observe_frozen(
     for (domain, root) in roots.iter().enumerate() {
         let mut ctx = FrozenCtx {
             classes: &classes,
+            root_classes: &root_classes,
             is_pcie_slot,
             out: &mut out,
             domain: u32::try_from(domain).unwrap_or(u32::MAX),
@@ -543,6 +561,7 @@ pub fn observe_frozen(
 
 struct FrozenCtx<'a> {
     classes: &'a BTreeMap<String, u16>,
+    root_classes: &'a BTreeMap<(u32, u32, u32), u16>,
     is_pcie_slot: &'a dyn Fn(&str) -> bool,
     out: &'a mut Vec<ObservedFunction>,
     domain: u32,
@@ -572,9 +591,17 @@ fn walk_frozen(
             continue;
         };
         let (vendor, device) = d.pci_id.map_or((0, 0), |(v, dv, _, _)| (v, dv));
+        let by_place = if owner.is_none() {
+            ctx.root_classes
+                .get(&(ctx.domain, u32::from(slot), u32::from(function)))
+        } else {
+            None
+        };
         let class = ctx
             .classes
             .get(&d.id)
+            .filter(|_| !d.id.is_empty())
+            .or(by_place)
             .map(|c| ClassObs::Code(*c))
             .or_else(|| d.class_desc.clone().map(ClassObs::Desc))
             .unwrap_or(ClassObs::Desc(String::new()));

@@ -147,8 +147,66 @@ pub struct LiveSpec {
     /// Per-version regexes, first match wins, `error` is the fallback.
     #[serde(default)]
     pub errors: Vec<VersionedError>,
+    /// How QEMU ends when it refuses (default: exit code 1). An integer is an exit code,
+    /// a string names a signal (`"SIGABRT"`, `"signal 6"`) for a QEMU that crashes
+    /// instead of refusing cleanly.
+    pub exit: Option<ExitSpec>,
     /// Why `skip`.
     pub reason: Option<String>,
+}
+
+/// `[live] exit`: the exit code, or the signal, of a refusing QEMU.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ExitSpec {
+    /// Exit code.
+    Code(i32),
+    /// Signal name or `signal N`.
+    Signal(String),
+}
+
+impl ExitSpec {
+    /// The signal number of a [`ExitSpec::Signal`], if it names one.
+    pub fn signal_number(&self) -> Option<i32> {
+        let ExitSpec::Signal(s) = self else {
+            return None;
+        };
+        let s = s.trim();
+        if let Some(n) = s.strip_prefix("signal ") {
+            return n.trim().parse().ok();
+        }
+        match s.trim_start_matches("SIG") {
+            "HUP" => Some(1),
+            "INT" => Some(2),
+            "QUIT" => Some(3),
+            "ILL" => Some(4),
+            "TRAP" => Some(5),
+            "ABRT" => Some(6),
+            "BUS" => Some(7),
+            "FPE" => Some(8),
+            "KILL" => Some(9),
+            "SEGV" => Some(11),
+            "TERM" => Some(15),
+            _ => None,
+        }
+    }
+
+    /// Whether a process end matches.
+    pub fn matches(&self, code: Option<i32>, signal: Option<i32>) -> bool {
+        match self {
+            ExitSpec::Code(c) => code == Some(*c),
+            ExitSpec::Signal(_) => signal.is_some() && signal == self.signal_number(),
+        }
+    }
+}
+
+impl std::fmt::Display for ExitSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitSpec::Code(c) => write!(f, "exit code {c}"),
+            ExitSpec::Signal(s) => write!(f, "{s}"),
+        }
+    }
 }
 
 /// One entry of `[[live.errors]]`.
@@ -284,6 +342,15 @@ impl Case {
         self.xfail
             .iter()
             .find(|x| x.stage == stage && x.snapshots.matches(version_arch))
+    }
+
+    /// How a refusing QEMU must end (`[live] exit`, default exit code 1).
+    pub fn live_exit(&self) -> ExitSpec {
+        self.spec
+            .live
+            .as_ref()
+            .and_then(|l| l.exit.clone())
+            .unwrap_or(ExitSpec::Code(1))
     }
 
     /// The regex QEMU's stderr must match for a refused `[live] argv` on a snapshot.
@@ -463,6 +530,18 @@ pub fn load_case(dir: &Path, name: &str, display_dir: &str) -> Result<Case, Case
                     .into(),
             ));
         }
+        if let Some(x) = &live.exit {
+            if live.qemu != Some(LiveQemu::Reject) {
+                return Err(e(
+                    "key `live.exit`: only allowed with live.qemu = \"reject\"".into(),
+                ));
+            }
+            if matches!(x, ExitSpec::Signal(_)) && x.signal_number().is_none() {
+                return Err(e(format!(
+                    "key `live.exit` = {x}: expected an exit code, a signal name (\"SIGABRT\") or \"signal N\""
+                )));
+            }
+        }
         if let Some(v) = &live.error {
             live_error = Some(compile_regex("live.error", v).map_err(e)?);
         }
@@ -608,6 +687,24 @@ mod tests {
         assert_eq!(c.errors.len(), 2);
         assert!(c.errors[0].message.contains("live.reason"));
         assert!(c.errors[1].message.contains("expect.error"));
+    }
+
+    #[test]
+    fn test_live_exit_code_or_signal() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let head = "purpose = \"x\"\ntopic = \"ccw\"\n[expect]\noutcome = \"reject\"\n[live]\nargv = [\"-machine\", \"x\"]\nqemu = \"reject\"\n";
+        write_case(t.path(), "a", &format!("{head}exit = \"SIGABRT\"\n"));
+        write_case(t.path(), "b", &format!("{head}exit = \"SIGNOPE\"\n"));
+        write_case(t.path(), "c", head);
+        let c = load_corpus(t.path(), None).expect("read");
+        assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+        assert!(c.errors[0].message.contains("live.exit"));
+        let abrt = c.cases[0].live_exit();
+        assert!(abrt.matches(None, Some(6)));
+        assert!(!abrt.matches(Some(1), None));
+        let default = c.cases[1].live_exit();
+        assert!(default.matches(Some(1), None));
+        assert!(!default.matches(None, Some(6)));
     }
 
     #[test]

@@ -121,6 +121,9 @@ fn run_accepted(
             .unwrap_or_default();
         return StageResult::ignored(format!("live stage skipped by case.toml: {reason}"));
     }
+    if let Some(LiveQemu::Reject) = case.live_qemu() {
+        return run_refusal_of_plan(case, snap, bin, rig, plan);
+    }
     let numbering = numbering_for(&snap.arch);
     let args = live::live_args(&plan.argv, numbering);
     let run = {
@@ -192,6 +195,75 @@ fn run_accepted(
     StageResult::from_checks(failures, notes)
         .with_argv(run.args.clone())
         .with_stderr(&run.stderr)
+}
+
+/// An accepted plan whose argv needs a host resource a test host lacks (a vfio host
+/// function, a mediated device): `[live] qemu = "reject"` says so, and QEMU's own refusal
+/// of the planned argv is checked (exit code 1, stderr matching the case's regex). The
+/// argv starts at `-S`, so nothing runs.
+fn run_refusal_of_plan(
+    case: &Case,
+    snap: &LoadedSnapshot,
+    bin: &Located,
+    rig: &Rig,
+    plan: &PlanView,
+) -> StageResult {
+    let attempt = {
+        let _slot = rig.slots.acquire();
+        rig.runtime
+            .block_on(live::try_argv(&bin.program, &plan.argv, rig.timeouts()))
+    };
+    let attempt = match attempt {
+        Ok(a) => a,
+        Err(e) => return qemu_error_result(&e, bin, &plan.argv, "the planned argv"),
+    };
+    check_refusal(case, snap, &program_name(bin), attempt, "the planned argv")
+}
+
+/// Checks that QEMU refused with exit code 1 and an error matching the case's regex.
+fn check_refusal(
+    case: &Case,
+    snap: &LoadedSnapshot,
+    name: &str,
+    attempt: Attempt,
+    what: &str,
+) -> StageResult {
+    match attempt {
+        Attempt::Started { args, stderr } => StageResult::fail(format!(
+            "case.toml says QEMU refuses {what} (live.qemu = \"reject\"), but QEMU started:\n{}",
+            argv_line(name, &args)
+        ))
+        .with_argv(args)
+        .with_stderr(&stderr),
+        Attempt::Refused { args, exit, stderr } => {
+            let mut failures = Vec::new();
+            let want = case.live_exit();
+            if !want.matches(exit.code, exit.signal) {
+                failures.push(format!(
+                    "QEMU ended with {exit}, expected {want} ([live] exit)"
+                ));
+            }
+            if let Some(re) = case.live_error_for(&snap.id)
+                && !re.is_match(&stderr)
+            {
+                failures.push(format!(
+                    "QEMU's error does not match /{re}/ (live.error{}):\n{}",
+                    if case.live_errors.is_empty() {
+                        ""
+                    } else {
+                        " or live.errors"
+                    },
+                    stderr.trim_end()
+                ));
+            }
+            if !failures.is_empty() {
+                failures.push(format!("argv: {}", argv_line(name, &args)));
+            }
+            StageResult::from_checks(failures, Vec::new())
+                .with_argv(args)
+                .with_stderr(&stderr)
+        }
+    }
 }
 
 fn source_of(snap: &LoadedSnapshot, numbering: Numbering) -> &'static str {
@@ -282,7 +354,7 @@ fn compare_placement(plan: &PlanView, tree: &QtreeBus) -> Vec<String> {
             }
         }
         if let Some(devno) = &d.ccw_devno {
-            let have = ["devno", "dev_id"]
+            let have = ["dev_id", "devno"]
                 .iter()
                 .find_map(|k| dev.properties.get(*k))
                 .map(|v| live::qtree_string(v));
@@ -338,38 +410,13 @@ fn run_rejected(
     };
     let name = program_name(bin);
     match (attempt, expected) {
-        (Attempt::Started { args, stderr }, LiveQemu::Accept) => StageResult::pass(Some(format!(
+        (Attempt::Started { args, stderr }, _) => StageResult::pass(Some(format!(
             "recorded difference: QEMU accepts `{}`, which qconform rejects:\n{plan_error}",
             argv_line(&name, &args)
         )))
         .with_argv(args)
         .with_stderr(&stderr),
-        (Attempt::Started { args, stderr }, _) => StageResult::fail(format!(
-            "case.toml says QEMU refuses [live] argv (live.qemu = \"reject\"), but QEMU started:\n{}",
-            argv_line(&name, &args)
-        ))
-        .with_argv(args)
-        .with_stderr(&stderr),
-        (Attempt::Refused { args, exit, stderr }, LiveQemu::Reject) => {
-            let mut failures = Vec::new();
-            if exit.code != Some(1) {
-                failures.push(format!("QEMU ended with {exit}, expected exit code 1"));
-            }
-            if let Some(re) = case.live_error_for(&snap.id)
-                && !re.is_match(&stderr) {
-                    failures.push(format!(
-                        "QEMU's error does not match /{re}/ (live.error{}):\n{}",
-                        if case.live_errors.is_empty() { "" } else { " or live.errors" },
-                        stderr.trim_end()
-                    ));
-                }
-            if !failures.is_empty() {
-                failures.push(format!("argv: {}", argv_line(&name, &args)));
-            }
-            StageResult::from_checks(failures, Vec::new())
-                .with_argv(args)
-                .with_stderr(&stderr)
-        }
+        (attempt, LiveQemu::Reject) => check_refusal(case, snap, &name, attempt, "[live] argv"),
         (Attempt::Refused { args, exit, stderr }, _) => StageResult::fail(format!(
             "case.toml says QEMU accepts [live] argv (live.qemu = \"accept\"), but QEMU refused it ({exit}):\n{}\n\nargv: {}",
             stderr.trim_end(),
