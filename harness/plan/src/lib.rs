@@ -1,1 +1,380 @@
-//! QEMU argv and guest-visible PCI prediction for an allocated domain
+//! QEMU argv and guest-visible PCI prediction for a libvirt-style domain.
+//!
+//! [`plan`] parses the domain XML, places every device the way libvirt would for the QEMU
+//! binary described by the snapshot ([`qconform_alloc`]), and returns a [`Plan`]: the
+//! canonical machine, a command line that launches on that binary, the address of every
+//! device, the controllers that were added, the PCI functions the guest will enumerate,
+//! and the domain written back with every address filled in. A configuration libvirt (or
+//! QEMU) would refuse gives a [`PlanError`] with libvirt's meaning instead.
+//!
+//! The crate is pure: no files, processes, clocks or environment; the same input and
+//! snapshot always give byte-identical output.
+//!
+//! ```no_run
+//! # fn demo(xml: &str, caps: &qconform_caps::Snapshot) {
+//! match qconform_plan::plan(xml, caps) {
+//!     Ok(p) => println!("{}", p.argv_text()),
+//!     Err(e) => eprintln!("rejected: {e}"),
+//! }
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod argv;
+mod guest;
+mod opts;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use qconform_alloc::{Allocation, Attach, Origin};
+use qconform_caps::Snapshot;
+use qconform_domxml::{Address, Written};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use opts::{Opts, escape};
+
+/// The outcome of planning one domain against one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Canonical machine type.
+    pub machine: String,
+    /// Arguments after the binary; launchable as-is (see `host_resources`).
+    pub argv: Vec<String>,
+    /// Alias → address of every device.
+    pub devices: BTreeMap<String, DeviceAddress>,
+    /// Aliases of the PCI controllers added automatically, e.g. `pci.1`.
+    pub controllers_added: Vec<String>,
+    /// Guest view: `DDDD:BB:SS.F CCCC: VVVV:DDDD` lines, sorted.
+    pub guest_pci: Vec<String>,
+    /// The domain with every address and added controller filled in (libvirt xml2xml).
+    pub domain_xml: String,
+    /// Things worth knowing: unmodelled elements kept, identities unknown, assumptions.
+    pub warnings: Vec<String>,
+    /// What the argv needs from the host to launch (vfio devices, paths, sockets); empty
+    /// when it launches anywhere.
+    pub host_resources: Vec<String>,
+}
+
+/// The address of one device. The JSON field names are a contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceAddress {
+    /// `pci`, `ccw`, `unassigned` or `none`.
+    pub kind: String,
+    /// PCI bus (the index of the controller providing it).
+    pub bus: Option<u8>,
+    /// PCI slot.
+    pub slot: Option<u8>,
+    /// PCI function.
+    pub function: Option<u8>,
+    /// QEMU name of the bus (`pcie.0`, `pci.1`, ...).
+    pub bus_alias: Option<String>,
+    /// Whether function 0 of a multifunction slot.
+    pub multifunction: bool,
+    /// zPCI uid.
+    pub zpci_uid: Option<u32>,
+    /// zPCI fid.
+    pub zpci_fid: Option<u32>,
+    /// CCW bus id, e.g. `fe.0.0001`.
+    pub ccw_devno: Option<String>,
+}
+
+/// Whether the input could not be read or the configuration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanErrorKind {
+    /// Not well-formed XML, or not a domain document.
+    BadInput,
+    /// Understood and refused: the product's answer for this configuration.
+    Rejected,
+}
+
+/// Why a domain cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// Bad input or rejection.
+    pub kind: PlanErrorKind,
+    /// One sentence.
+    pub message: String,
+    /// Element at fault.
+    pub element: Option<String>,
+    /// Attribute at fault.
+    pub attribute: Option<String>,
+    /// Value at fault.
+    pub value: Option<String>,
+    /// 1-based line.
+    pub line: Option<u32>,
+    /// 1-based column.
+    pub column: Option<u32>,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        let mut parts = Vec::new();
+        if let Some(e) = &self.element {
+            parts.push(format!("element <{e}>"));
+        }
+        if let Some(a) = &self.attribute {
+            parts.push(match &self.value {
+                Some(v) => format!("attribute {a}='{v}'"),
+                None => format!("attribute {a}"),
+            });
+        }
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            parts.push(format!("line {l}, column {c}"));
+        }
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl PlanError {
+    /// JSON form: `{"error": message, "kind", "element", ...}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "error": self.to_string(),
+            "message": self.message,
+            "kind": self.kind,
+            "element": self.element,
+            "attribute": self.attribute,
+            "value": self.value,
+            "line": self.line,
+            "column": self.column,
+        })
+    }
+}
+
+impl From<qconform_domxml::Error> for PlanError {
+    fn from(e: qconform_domxml::Error) -> PlanError {
+        PlanError {
+            kind: match e.kind {
+                qconform_domxml::ErrorKind::Syntax => PlanErrorKind::BadInput,
+                qconform_domxml::ErrorKind::Invalid => PlanErrorKind::Rejected,
+            },
+            message: e.message,
+            element: e.element,
+            attribute: e.attribute,
+            value: e.value,
+            line: e.line,
+            column: e.column,
+        }
+    }
+}
+
+impl From<qconform_alloc::Error> for PlanError {
+    fn from(e: qconform_alloc::Error) -> PlanError {
+        PlanError {
+            kind: PlanErrorKind::Rejected,
+            message: e.message,
+            element: e.element,
+            attribute: e.attribute,
+            value: e.value,
+            line: e.line,
+            column: e.column,
+        }
+    }
+}
+
+/// Plans `domain_xml` for the QEMU binary described by `caps`.
+pub fn plan(domain_xml: &str, caps: &Snapshot) -> Result<Plan, PlanError> {
+    let dom = qconform_domxml::parse(domain_xml)?;
+    let alloc = qconform_alloc::allocate(&dom, caps)?;
+    let emitted = argv::build(&alloc, &dom, caps).map_err(|e| {
+        let d = &alloc.devices[e.device];
+        let pos = d.device.pos;
+        PlanError {
+            kind: PlanErrorKind::Rejected,
+            message: format!("{}: {}", d.alias, e.message),
+            element: Some(d.device.element().to_string()),
+            attribute: None,
+            value: None,
+            line: (pos.line > 0).then_some(pos.line),
+            column: (pos.line > 0).then_some(pos.column),
+        }
+    })?;
+    let g = guest::guest_view(&alloc, caps, &emitted.drivers);
+    let devices = device_map(&alloc);
+    let written: Vec<Written<'_>> = alloc
+        .devices
+        .iter()
+        .map(|d| Written {
+            original: match d.origin {
+                Origin::Document(i) => Some(i),
+                _ => None,
+            },
+            device: &d.device,
+        })
+        .collect();
+    let arch = dom.arch.clone().unwrap_or_else(|| alloc.arch.clone());
+    let domain_xml = qconform_domxml::write_back(
+        domain_xml,
+        &dom,
+        Some(&alloc.machine),
+        Some(&arch),
+        &written,
+    );
+    let mut warnings = alloc.warnings.clone();
+    warnings.extend(emitted.warnings);
+    warnings.extend(g.warnings);
+    Ok(Plan {
+        machine: alloc.machine.clone(),
+        argv: emitted.argv,
+        devices,
+        controllers_added: alloc.controllers_added.clone(),
+        guest_pci: g.lines,
+        domain_xml,
+        warnings,
+        host_resources: emitted.host_resources,
+    })
+}
+
+fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
+    let mut m = BTreeMap::new();
+    for d in &a.devices {
+        let none = DeviceAddress {
+            kind: "none".into(),
+            bus: None,
+            slot: None,
+            function: None,
+            bus_alias: None,
+            multifunction: false,
+            zpci_uid: None,
+            zpci_fid: None,
+            ccw_devno: None,
+        };
+        let addr = match (&d.device.address, d.attach) {
+            (Address::Pci(p), Attach::Pci) => DeviceAddress {
+                kind: "pci".into(),
+                bus: u8::try_from(p.bus).ok(),
+                slot: u8::try_from(p.slot).ok(),
+                function: u8::try_from(p.function).ok(),
+                bus_alias: Some(a.pci_bus_name(p.bus)),
+                multifunction: p.multifunction == Some(true),
+                zpci_uid: p.zpci.and_then(|z| z.uid),
+                zpci_fid: p.zpci.and_then(|z| z.fid),
+                ..none
+            },
+            (Address::Ccw(c), Attach::Ccw) => DeviceAddress {
+                kind: "ccw".into(),
+                ccw_devno: Some(c.to_string()),
+                ..none
+            },
+            (_, Attach::Unassigned) => DeviceAddress {
+                kind: "unassigned".into(),
+                ..none
+            },
+            _ => none,
+        };
+        m.insert(d.alias.clone(), addr);
+    }
+    m
+}
+
+impl DeviceAddress {
+    /// One-line form: `pci 00:01.0 bus=pcie.0 multifunction zpci uid=0x0001 fid=0x00000000`.
+    pub fn text(&self) -> String {
+        let mut s = self.kind.clone();
+        if let (Some(b), Some(sl), Some(f)) = (self.bus, self.slot, self.function) {
+            let _ = write!(s, " {b:02x}:{sl:02x}.{f:x}");
+        }
+        if let Some(b) = &self.bus_alias {
+            let _ = write!(s, " bus={b}");
+        }
+        if self.multifunction {
+            s.push_str(" multifunction");
+        }
+        if let Some(u) = self.zpci_uid {
+            let _ = write!(s, " zpci uid=0x{u:04x}");
+        }
+        if let Some(f) = self.zpci_fid {
+            let _ = write!(s, " fid=0x{f:08x}");
+        }
+        if let Some(c) = &self.ccw_devno {
+            let _ = write!(s, " {c}");
+        }
+        s
+    }
+
+    fn sort_key(&self) -> (u8, u32, u32, u32, String) {
+        match self.kind.as_str() {
+            "pci" => (
+                0,
+                u32::from(self.bus.unwrap_or(0)),
+                u32::from(self.slot.unwrap_or(0)),
+                u32::from(self.function.unwrap_or(0)),
+                String::new(),
+            ),
+            "ccw" => (1, 0, 0, 0, self.ccw_devno.clone().unwrap_or_default()),
+            "unassigned" => (2, 0, 0, 0, String::new()),
+            _ => (3, 0, 0, 0, String::new()),
+        }
+    }
+}
+
+impl Plan {
+    /// JSON form: `{"machine", "argv", "devices", "controllers_added", "guest_pci",
+    /// "warnings", "host_resources"}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "machine": self.machine,
+            "argv": self.argv,
+            "devices": self.devices,
+            "controllers_added": self.controllers_added,
+            "guest_pci": self.guest_pci,
+            "warnings": self.warnings,
+            "host_resources": self.host_resources,
+        })
+    }
+
+    /// The address map, one device per line in topology order
+    /// (`alias  pci 01:00.0 bus=pci.1`).
+    pub fn addresses_text(&self) -> String {
+        let mut rows: Vec<(&String, &DeviceAddress)> = self.devices.iter().collect();
+        rows.sort_by_key(|(alias, a)| (a.sort_key(), (*alias).clone()));
+        let width = rows.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (alias, a) in rows {
+            let _ = writeln!(out, "{alias:<width$}  {}", a.text());
+        }
+        out
+    }
+
+    /// The argv, one option and its value per line.
+    pub fn argv_text(&self) -> String {
+        let mut out = String::new();
+        let mut i = 0;
+        while i < self.argv.len() {
+            let a = &self.argv[i];
+            let value = self.argv.get(i + 1).filter(|v| !v.starts_with('-'));
+            match value {
+                Some(v) if a.starts_with('-') => {
+                    let _ = writeln!(out, "{a} {v}");
+                    i += 2;
+                }
+                _ => {
+                    let _ = writeln!(out, "{a}");
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The guest view, one function per line.
+    pub fn guest_text(&self) -> String {
+        let mut out = String::new();
+        for l in &self.guest_pci {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+}

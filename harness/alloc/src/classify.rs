@@ -1,0 +1,304 @@
+//! Device rules: which connect flags a device asks for, whether it can be a CCW device,
+//! and where it sits in libvirt's placement and iteration orders.
+//!
+//! One `match` per question, so that the rule for any device kind reads in one place
+//! (libvirt's qemuDomainDeviceCalculatePCIConnectFlags and friends).
+
+use qconform_domxml::{Address, DeviceKind};
+
+use crate::rules::{BaseFlags, Flags, PciModel, Step};
+
+/// NIC models that are conventional PCI devices.
+const PCI_NIC_MODELS: &[&str] = &[
+    "e1000",
+    "e1000-82540em",
+    "e1000-82544gc",
+    "e1000-82545em",
+    "rtl8139",
+    "vmxnet3",
+    "ne2k_pci",
+    "pcnet",
+    "i82550",
+    "i82551",
+    "i82557a",
+    "i82557b",
+    "i82557c",
+    "i82558a",
+    "i82558b",
+    "i82559a",
+    "i82559b",
+    "i82559c",
+    "i82559er",
+    "i82562",
+    "i82801",
+    "tulip",
+];
+
+/// NIC models that are never PCI.
+const NON_PCI_NIC_MODELS: &[&str] = &["usb-net", "spapr-vlan", "lan9118", "smc91c111"];
+
+/// Whether a NIC model is a virtio model.
+pub fn is_virtio_model(model: Option<&str>) -> bool {
+    matches!(
+        model,
+        Some("virtio") | Some("virtio-transitional") | Some("virtio-non-transitional")
+    )
+}
+
+/// Context for the flag rules.
+pub struct Ctx {
+    /// Base flag sets of the domain.
+    pub base: BaseFlags,
+}
+
+/// Connect flags of a device if it is placed on PCI, `None` when it never takes a PCI
+/// slot. `explicit_pci` tells whether the device has a PCI address in the document.
+pub fn pci_flags(kind: &DeviceKind, address: &Address, ctx: &Ctx) -> Option<Flags> {
+    let b = &ctx.base;
+    let explicit_pci = matches!(address, Address::Pci(p) if !p.is_empty());
+    match kind {
+        DeviceKind::Controller(c) => match c.ctype.as_str() {
+            "pci" => {
+                let m = PciModel::parse(c.model.as_deref()?)?;
+                if m.is_root() {
+                    None
+                } else {
+                    Some(m.rule().plugs_as)
+                }
+            }
+            "usb" => match c.model.as_deref() {
+                Some("nec-xhci") | Some("qemu-xhci") => Some(b.pcie),
+                Some("none") | Some("qusb1") | Some("qusb2") => None,
+                Some("piix3-uhci")
+                | Some("piix4-uhci")
+                | Some("ehci")
+                | Some("ich9-ehci1")
+                | Some("ich9-uhci1")
+                | Some("ich9-uhci2")
+                | Some("ich9-uhci3")
+                | Some("vt82c686b-uhci")
+                | Some("pci-ohci")
+                | Some("default")
+                | None => Some(b.pci),
+                Some(_) => None,
+            },
+            "scsi" => match c.model.as_deref() {
+                Some("virtio-scsi") | Some("virtio-non-transitional") | None => Some(b.virtio),
+                Some("virtio-transitional")
+                | Some("lsilogic")
+                | Some("lsisas1068")
+                | Some("lsisas1078")
+                | Some("buslogic")
+                | Some("vmpvscsi")
+                | Some("dc390")
+                | Some("am53c974") => Some(b.pci),
+                Some(_) => None,
+            },
+            "sata" | "ide" => Some(b.pci),
+            "virtio-serial" => Some(b.virtio_model(c.model.as_deref())),
+            "nvme" => Some(b.pcie),
+            _ => None,
+        },
+        DeviceKind::Disk(d) => match d.bus.as_deref() {
+            Some("virtio") => Some(b.virtio_model(d.model.as_deref())),
+            _ => None,
+        },
+        DeviceKind::Interface(i) => {
+            if i.itype == "hostdev" {
+                return Some(hostdev_pci_flags(explicit_pci, false, b));
+            }
+            match i.model.as_deref() {
+                Some("virtio") | Some("virtio-non-transitional") => Some(b.virtio),
+                Some("virtio-transitional") => Some(b.pci),
+                Some("e1000e") | Some("igb") => Some(b.pcie),
+                Some(m) if NON_PCI_NIC_MODELS.contains(&m) => None,
+                Some(m) if PCI_NIC_MODELS.contains(&m) => Some(b.pci),
+                Some(_) => Some(b.pcie),
+                None => Some(b.pci),
+            }
+        }
+        DeviceKind::Hostdev(h) => match (h.htype.as_str(), h.model.as_deref()) {
+            ("pci", _) => Some(hostdev_pci_flags(explicit_pci, false, b)),
+            ("mdev", Some("vfio-pci")) => Some(hostdev_pci_flags(explicit_pci, true, b)),
+            ("scsi_host", _) => Some(b.virtio),
+            _ => None,
+        },
+        DeviceKind::Video(v) => match v.model.as_deref() {
+            Some("virtio") => Some(b.virtio),
+            Some("vga") | Some("cirrus") | Some("vmvga") | Some("qxl") | Some("xen")
+            | Some("vbox") | Some("parallels") => Some(b.pci),
+            Some("bochs") => Some(b.pcie),
+            _ => None,
+        },
+        DeviceKind::Sound(s) => match s.model.as_str() {
+            "es1370" | "ac97" | "ich6" | "ich9" => Some(b.pci),
+            "virtio" => Some(b.virtio),
+            _ => None,
+        },
+        DeviceKind::Memballoon(m) | DeviceKind::Rng(m) => match m.model.as_deref() {
+            Some("virtio") | Some("virtio-non-transitional") | None => Some(b.virtio),
+            Some("virtio-transitional") => Some(b.pci),
+            _ => None,
+        },
+        DeviceKind::Watchdog(m) => match m.model.as_deref() {
+            Some("i6300esb") => Some(b.pci),
+            _ => None,
+        },
+        DeviceKind::Input(i) => match i.bus.as_deref() {
+            Some("virtio") => Some(b.virtio_model(i.model.as_deref())),
+            _ => None,
+        },
+        DeviceKind::Filesystem(f) => match f.driver.as_deref() {
+            Some("virtiofs") => Some(b.virtio),
+            Some("mtp") | Some("loop") | Some("nbd") | Some("ploop") => None,
+            _ => Some(b.virtio_model(f.model.as_deref())),
+        },
+        DeviceKind::Vsock(v) => Some(b.virtio_model(v.model.as_deref())),
+        DeviceKind::Iommu(m) => match m.model.as_deref() {
+            Some("virtio") => Some(b.virtio.with(Flags::INTEGRATED)),
+            Some("amd") => Some(b.pci.with(Flags::INTEGRATED)),
+            _ => None,
+        },
+        DeviceKind::Panic(m) => match m.model.as_deref() {
+            Some("pvpanic") => Some(b.pci.with(Flags::INTEGRATED)),
+            _ => None,
+        },
+        DeviceKind::Shmem(_) => Some(b.pci),
+        DeviceKind::Memory(m) => match m.model.as_str() {
+            "virtio-pmem" | "virtio-mem" => Some(b.virtio),
+            _ => None,
+        },
+        DeviceKind::Chr(c) => match (c.element.as_str(), c.target_type.as_deref()) {
+            ("serial", Some("pci-serial")) => Some(b.pci),
+            _ => None,
+        },
+        DeviceKind::Crypto(_) => Some(b.pci),
+        DeviceKind::Other(_) => None,
+    }
+}
+
+/// PCI hostdevs: conventional on PCI-only machines; Express when the user gave a guest
+/// address (libvirt is lenient there) or for mdevs. Otherwise libvirt reads the host
+/// device's config space; offline we cannot, and we do what libvirt does when the read
+/// fails: treat the device as conventional PCI (this is what places a hostdev behind a
+/// pcie-to-pci-bridge on q35 in libvirt's own output for a host device it cannot read).
+fn hostdev_pci_flags(explicit_pci: bool, mdev: bool, b: &BaseFlags) -> Flags {
+    if b.pci == b.pcie {
+        b.pci
+    } else if explicit_pci || mdev {
+        b.pcie
+    } else {
+        b.pci
+    }
+}
+
+/// Whether a device without an address becomes a CCW device on an s390-ccw machine.
+pub fn ccw_default(kind: &DeviceKind, vfio_ccw: bool) -> bool {
+    match kind {
+        DeviceKind::Disk(d) => d.bus.as_deref() == Some("virtio"),
+        DeviceKind::Interface(i) => i.itype != "hostdev" && is_virtio_model(i.model.as_deref()),
+        DeviceKind::Video(v) => v.model.as_deref() == Some("virtio"),
+        DeviceKind::Input(i) => i.bus.as_deref() == Some("virtio"),
+        DeviceKind::Controller(c) => match c.ctype.as_str() {
+            "virtio-serial" => true,
+            "scsi" => matches!(
+                c.model.as_deref(),
+                Some("virtio-scsi") | Some("virtio-non-transitional") | Some("virtio-transitional")
+            ),
+            _ => false,
+        },
+        DeviceKind::Hostdev(h) => {
+            h.htype == "scsi_host"
+                || (h.htype == "mdev" && h.model.as_deref() == Some("vfio-ccw") && vfio_ccw)
+        }
+        DeviceKind::Memballoon(m) | DeviceKind::Rng(m) => {
+            m.model.as_deref().is_none_or(|s| s.starts_with("virtio"))
+        }
+        DeviceKind::Memory(m) => matches!(m.model.as_str(), "virtio-pmem" | "virtio-mem"),
+        DeviceKind::Filesystem(_) | DeviceKind::Vsock(_) | DeviceKind::Crypto(_) => true,
+        DeviceKind::Sound(s) => s.model == "virtio",
+        _ => false,
+    }
+}
+
+/// Whether a device may carry an explicit CCW address.
+pub fn ccw_capable(kind: &DeviceKind) -> bool {
+    match kind {
+        DeviceKind::Hostdev(h) => {
+            h.htype == "scsi_host" || (h.htype == "mdev" && h.model.as_deref() == Some("vfio-ccw"))
+        }
+        other => ccw_default(other, true),
+    }
+}
+
+/// The placement step of a device that wants a PCI slot.
+pub fn step(kind: &DeviceKind) -> Option<Step> {
+    Some(match kind {
+        DeviceKind::Controller(c) => {
+            if c.ctype == "pci" {
+                Step::PciControllers
+            } else if c.ctype == "ide" && c.index == Some(0) {
+                // The PIIX3 IDE function; placed with the chipset slots.
+                return None;
+            } else {
+                Step::Controllers
+            }
+        }
+        DeviceKind::Filesystem(_) => Step::Filesystems,
+        DeviceKind::Interface(i) if i.itype == "hostdev" => Step::Hostdevs,
+        DeviceKind::Interface(_) => Step::Nets,
+        DeviceKind::Sound(_) => Step::Sounds,
+        DeviceKind::Disk(_) => Step::Disks,
+        DeviceKind::Hostdev(_) => Step::Hostdevs,
+        DeviceKind::Memballoon(_) => Step::Memballoon,
+        DeviceKind::Rng(_) => Step::Rngs,
+        DeviceKind::Watchdog(_) => Step::Watchdogs,
+        DeviceKind::Video(_) => Step::Videos,
+        DeviceKind::Shmem(_) => Step::Shmems,
+        DeviceKind::Input(_) => Step::Inputs,
+        DeviceKind::Chr(_) => Step::Serials,
+        DeviceKind::Iommu(_) => Step::Iommus,
+        DeviceKind::Vsock(_) => Step::Vsock,
+        DeviceKind::Memory(_) => Step::Memories,
+        DeviceKind::Crypto(_) => Step::Cryptos,
+        DeviceKind::Panic(_) => Step::Panics,
+        DeviceKind::Other(_) => return None,
+    })
+}
+
+/// Rank of a device kind in libvirt's device iteration order (virDomainDeviceInfoIterate),
+/// which decides zPCI uid/fid and CCW devno assignment order.
+pub fn iteration_rank(kind: &DeviceKind) -> u8 {
+    match kind {
+        DeviceKind::Disk(_) => 0,
+        DeviceKind::Interface(_) => 1,
+        DeviceKind::Sound(_) => 2,
+        DeviceKind::Hostdev(_) => 3,
+        DeviceKind::Video(_) => 4,
+        DeviceKind::Controller(_) => 5,
+        DeviceKind::Chr(c) => match c.element.as_str() {
+            "serial" => 7,
+            "parallel" => 8,
+            "channel" => 9,
+            _ => 10,
+        },
+        DeviceKind::Input(_) => 11,
+        DeviceKind::Filesystem(_) => 12,
+        DeviceKind::Watchdog(_) => 13,
+        DeviceKind::Memballoon(_) => 14,
+        DeviceKind::Rng(_) => 16,
+        DeviceKind::Shmem(_) => 18,
+        DeviceKind::Panic(_) => 20,
+        DeviceKind::Memory(_) => 21,
+        DeviceKind::Vsock(_) => 23,
+        DeviceKind::Iommu(_) => 24,
+        DeviceKind::Crypto(_) => 25,
+        DeviceKind::Other(_) => 30,
+    }
+}
+
+/// Whether a device may get a zPCI extension (libvirt: every PCI device but character
+/// devices).
+pub fn zpci_capable(kind: &DeviceKind) -> bool {
+    !matches!(kind, DeviceKind::Chr(_))
+}

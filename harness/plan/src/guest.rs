@@ -1,0 +1,242 @@
+//! The PCI functions a guest will enumerate (`lspci -n` without revisions).
+//!
+//! Bus numbers are the firmware's: bus 0 is scanned in slot/function order and each bridge
+//! gets the next bus number when it is reached, its secondary bus being scanned right away
+//! (depth first, as SeaBIOS and Linux do). Identities come from the snapshot's recorded
+//! PCI IDs, at the placement that decides them (behind a PCIe root/downstream port or
+//! not). On s390x every function is alone in the PCI domain named by its zPCI uid.
+
+use std::collections::BTreeMap;
+
+use qconform_alloc::{Allocation, Attach, Family, PciModel};
+use qconform_caps::{PciId, Placement, Snapshot};
+use qconform_domxml::DeviceKind;
+
+/// The guest view and what could not be predicted.
+#[derive(Debug, Default)]
+pub struct Guest {
+    /// Lines `DDDD:BB:SS.F CCCC: VVVV:DDDD`, sorted.
+    pub lines: Vec<String>,
+    /// Unknown identities, invisible functions.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Builtin(PciId),
+    Device(usize),
+}
+
+type Key = (u32, u32, u32, u32);
+
+struct Walk<'a> {
+    a: &'a Allocation,
+    caps: &'a Snapshot,
+    drivers: &'a [Option<String>],
+    children: BTreeMap<u32, Vec<(u8, u8, Item)>>,
+    out: BTreeMap<Key, String>,
+    warnings: Vec<String>,
+}
+
+/// Computes the guest view of an allocation; `drivers` are the QEMU types emitted per device.
+pub fn guest_view(a: &Allocation, caps: &Snapshot, drivers: &[Option<String>]) -> Guest {
+    let mut w = Walk {
+        a,
+        caps,
+        drivers,
+        children: BTreeMap::new(),
+        out: BTreeMap::new(),
+        warnings: Vec::new(),
+    };
+    if a.root.is_none() {
+        return Guest::default();
+    }
+    if a.family == Family::S390 {
+        w.s390();
+    } else {
+        w.tree();
+    }
+    Guest {
+        lines: w.out.into_values().collect(),
+        warnings: w.warnings,
+    }
+}
+
+fn line(k: Key, id: Option<PciId>) -> String {
+    let (d, b, s, f) = k;
+    match id {
+        Some(id) => format!(
+            "{d:04x}:{b:02x}:{s:02x}.{f:x} {:04x}: {:04x}:{:04x}",
+            id.class, id.vendor, id.device
+        ),
+        None => format!("{d:04x}:{b:02x}:{s:02x}.{f:x} ????: ????:????"),
+    }
+}
+
+impl Walk<'_> {
+    fn identity(&mut self, i: usize, placement: Placement) -> Option<PciId> {
+        let d = &self.a.devices[i];
+        let ty = self.drivers.get(i).cloned().flatten()?;
+        if ty == "vfio-pci" {
+            let host = match &d.device.kind {
+                DeviceKind::Hostdev(h) => h.host_pci.map(|x| x.to_string()),
+                DeviceKind::Interface(n) => n.host_pci.map(|x| x.to_string()),
+                _ => None,
+            }
+            .unwrap_or_else(|| "a mediated device".into());
+            self.warnings.push(format!(
+                "{}: the guest sees the IDs of host device {host}, which cannot be known offline",
+                d.alias
+            ));
+            return None;
+        }
+        let id = self.caps.pci_id(&ty, placement);
+        if id.is_none() {
+            self.warnings.push(format!(
+                "{}: QEMU {} has no recorded PCI identity for '{ty}'",
+                d.alias,
+                self.caps.id()
+            ));
+        }
+        id
+    }
+
+    fn s390(&mut self) {
+        for i in 0..self.a.devices.len() {
+            let d = &self.a.devices[i];
+            if d.attach != Attach::Pci || self.drivers.get(i).cloned().flatten().is_none() {
+                continue;
+            }
+            let Some(uid) = d.pci().and_then(|p| p.zpci).and_then(|z| z.uid) else {
+                continue;
+            };
+            let id = self.identity(i, Placement::Root);
+            let k = (uid, 0, 0, 0);
+            self.out.insert(k, line(k, id));
+        }
+    }
+
+    fn tree(&mut self) {
+        if let Some(mc) = self.caps.index.machine_caps.get(&self.a.machine) {
+            for f in mc.builtin_pci.iter().filter(|f| f.bus == 0) {
+                self.children
+                    .entry(0)
+                    .or_default()
+                    .push((f.slot, f.function, Item::Builtin(f.id)));
+            }
+        } else {
+            self.warnings.push(format!(
+                "machine '{}' was not probed in this snapshot: its built-in PCI functions are missing from the guest view",
+                self.a.machine
+            ));
+        }
+        for (i, d) in self.a.devices.iter().enumerate() {
+            if d.attach != Attach::Pci || self.drivers.get(i).cloned().flatten().is_none() {
+                continue;
+            }
+            if let Some(p) = d.pci() {
+                self.children.entry(p.bus).or_default().push((
+                    p.slot as u8,
+                    p.function as u8,
+                    Item::Device(i),
+                ));
+            }
+        }
+        for v in self.children.values_mut() {
+            v.sort_by_key(|(s, f, _)| (*s, *f));
+        }
+        // Each pSeries PHB is a PCI domain of its own, in index order.
+        let mut roots: Vec<(u32, u32)> = vec![(0, 0)];
+        if self.a.family == Family::Pseries {
+            let mut phbs: Vec<u32> = self
+                .a
+                .devices
+                .iter()
+                .filter(|d| d.pci_model() == Some(PciModel::PciRoot))
+                .filter_map(|d| d.controller().and_then(|c| c.index))
+                .filter(|i| *i > 0)
+                .collect();
+            phbs.sort();
+            for (n, idx) in phbs.into_iter().enumerate() {
+                roots.push((n as u32 + 1, idx));
+            }
+        }
+        let mut expanders: Vec<(u32, u32)> = Vec::new();
+        for (domain, idx) in roots {
+            let mut next = 0u32;
+            self.walk(domain, idx, 0, &mut next, None, &mut expanders);
+        }
+        expanders.sort();
+        for (bus_nr, idx) in expanders {
+            self.warnings.push(format!(
+                "pci.{idx}: bus numbers behind an expander bus are approximated (its root bus is {bus_nr:#04x})"
+            ));
+            let mut next = bus_nr;
+            let mut more = Vec::new();
+            self.walk(0, idx, bus_nr, &mut next, None, &mut more);
+        }
+    }
+
+    fn walk(
+        &mut self,
+        domain: u32,
+        bus_idx: u32,
+        guest_bus: u32,
+        next: &mut u32,
+        parent: Option<PciModel>,
+        expanders: &mut Vec<(u32, u32)>,
+    ) {
+        let items = self.children.get(&bus_idx).cloned().unwrap_or_default();
+        let behind_port = parent.is_some_and(PciModel::is_pcie_port);
+        let placement = if behind_port {
+            Placement::PciePort
+        } else {
+            Placement::Root
+        };
+        for (slot, func, item) in items.iter().copied() {
+            if behind_port && slot != 0 {
+                if let Item::Device(i) = item {
+                    let alias = self.a.devices[i].alias.clone();
+                    self.warnings.push(format!(
+                        "{alias}: slot {slot} behind a PCIe port is not enumerated by the guest"
+                    ));
+                }
+                continue;
+            }
+            if func != 0 && !items.iter().any(|(s, f, _)| *s == slot && *f == 0) {
+                continue;
+            }
+            let k = (domain, guest_bus, u32::from(slot), u32::from(func));
+            match item {
+                Item::Builtin(id) => {
+                    self.out.insert(k, line(k, Some(id)));
+                }
+                Item::Device(i) => {
+                    let id = self.identity(i, placement);
+                    self.out.insert(k, line(k, id));
+                    let d = &self.a.devices[i];
+                    let Some(model) = d.pci_model() else { continue };
+                    let idx = d.controller().and_then(|c| c.index).unwrap_or(0);
+                    match model {
+                        PciModel::PciBridge
+                        | PciModel::PcieRootPort
+                        | PciModel::SwitchUpstreamPort
+                        | PciModel::SwitchDownstreamPort
+                        | PciModel::DmiToPciBridge
+                        | PciModel::PcieToPciBridge => {
+                            *next += 1;
+                            let sec = *next;
+                            self.walk(domain, idx, sec, next, Some(model), expanders);
+                        }
+                        PciModel::PciExpanderBus | PciModel::PcieExpanderBus => {
+                            let bus_nr =
+                                d.controller().and_then(|c| c.target.bus_nr).unwrap_or(254);
+                            expanders.push((bus_nr, idx));
+                        }
+                        PciModel::PciRoot | PciModel::PcieRoot => {}
+                    }
+                }
+            }
+        }
+    }
+}
