@@ -1034,4 +1034,147 @@ mod tests {
         let frozen = live_args(&argv, Numbering::Frozen);
         assert!(frozen.contains(&"-S".to_owned()));
     }
+
+    /// The launcher of an installed matrix binary, or `None` (the test then has nothing to
+    /// run against and says so; the test command installs the matrix).
+    fn installed(version: &str, arch: &str) -> Option<std::path::PathBuf> {
+        let entries = match crate::matrix::installed() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("no QEMU matrix installed ({e}); skipping");
+                return None;
+            }
+        };
+        crate::matrix::find(&entries, version, arch).map(|e| e.launcher.clone())
+    }
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn test_real_q35_seabios_numbers_bridges_and_hides_slot_1() {
+        let Some(q) = installed("11.1", "x86_64") else {
+            return;
+        };
+        let a = argv(&[
+            "-machine",
+            "q35",
+            "-device",
+            "pcie-root-port,id=pci.1,bus=pcie.0,addr=0x2,chassis=1,port=0x10",
+            "-device",
+            "x3130-upstream,id=up1,bus=pci.1",
+            "-device",
+            "xio3130-downstream,id=dn1,bus=up1,addr=0x0,chassis=2",
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,id=net0,bus=dn1,netdev=n0",
+            "-device",
+            "pcie-root-port,id=pci.4,bus=pcie.0,addr=0x4,chassis=4,port=0x12",
+            "-netdev",
+            "user,id=n1",
+            "-device",
+            "e1000,id=nic2,bus=pci.4,addr=0x1,netdev=n1",
+        ]);
+        let run = run_argv(
+            &q,
+            &a,
+            Numbering::Firmware,
+            Timeouts::default(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("QEMU runs the topology");
+        assert!(run.bridges_numbered);
+        let tree = run.qtree.as_ref().expect("qtree");
+        let slot = |t: &str| t == "pcie-root-port" || t == "xio3130-downstream";
+        let obs = observe_numbered(&run.query_pci, Some(tree), &slot).expect("observe");
+        let lines = render_observed(&[], &obs);
+        for want in [
+            "0000:00:02.0 0604: 1b36:000c",
+            "0000:01:00.0 0604: 104c:8232",
+            "0000:02:00.0 0604: 104c:8233",
+            "0000:03:00.0 0200: 1af4:1041",
+            "0000:00:04.0 0604: 1b36:000c",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "{want} not in {lines:?}");
+        }
+        let hidden = hidden_functions(&obs);
+        assert_eq!(hidden.len(), 1, "{hidden:?}");
+        assert!(
+            hidden[0].starts_with("0000:04:01.0 0200: 8086:100e (nic2)"),
+            "{hidden:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn test_real_s390x_zpci_uid_fid_from_qtree() {
+        let Some(q) = installed("11.1", "s390x") else {
+            return;
+        };
+        let a = argv(&[
+            "-machine",
+            "s390-ccw-virtio",
+            "-device",
+            "zpci,uid=3,fid=0x27,target=net0",
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,id=net0,netdev=n0",
+            "-netdev",
+            "user,id=n1",
+            "-device",
+            "virtio-net-pci,id=net1,netdev=n1",
+        ]);
+        let run = run_argv(
+            &q,
+            &a,
+            Numbering::Frozen,
+            Timeouts::default(),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("QEMU runs");
+        let tree = run.qtree.as_ref().expect("qtree");
+        let (obs, z) = observe_zpci(&run.query_pci, tree).expect("observe");
+        assert_eq!(
+            z.iter()
+                .map(|z| (z.uid, z.fid, z.target.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, 0, "net1"), (3, 0x27, "net0")]
+        );
+        assert_eq!(
+            render_observed(&[], &obs),
+            [
+                "0001:00:00.0 0200: 1af4:1041",
+                "0003:00:00.0 0200: 1af4:1041"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn test_real_refusal_and_acceptance() {
+        let Some(q) = installed("11.1", "x86_64") else {
+            return;
+        };
+        let refused = try_argv(
+            &q,
+            &argv(&["-machine", "q35", "-device", "floppy"]),
+            Timeouts::default(),
+        )
+        .await
+        .expect("QEMU runs");
+        match refused {
+            Attempt::Refused { exit, stderr, .. } => {
+                assert_eq!(exit.code, Some(1));
+                assert!(stderr.contains("No 'floppy-bus' bus found"), "{stderr}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let started = try_argv(&q, &argv(&["-machine", "pc"]), Timeouts::default())
+            .await
+            .expect("QEMU runs");
+        assert!(matches!(started, Attempt::Started { .. }), "{started:?}");
+    }
 }

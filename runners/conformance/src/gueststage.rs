@@ -43,6 +43,12 @@ pub fn run(case: &Case, snap: &LoadedSnapshot, bin: &Located, rig: &Rig) -> Stag
             ));
         }
     };
+    if !plan.host_resources.is_empty() {
+        return StageResult::ignored(format!(
+            "the planned argv needs host resources a test host lacks ({})",
+            plan.host_resources.join(", ")
+        ));
+    }
     let Some(root) = rig.guest_root.as_deref() else {
         return StageResult::rig("no guest assets root (set QCONFORM_GUEST_ROOT or HOME)");
     };

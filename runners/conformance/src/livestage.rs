@@ -124,6 +124,13 @@ fn run_accepted(
     if let Some(LiveQemu::Reject) = case.live_qemu() {
         return run_refusal_of_plan(case, snap, bin, rig, plan);
     }
+    if !plan.host_resources.is_empty() {
+        return StageResult::ignored(format!(
+            "the planned argv needs host resources a test host lacks ({}); \
+             [live] qemu = \"reject\" with QEMU's error checks its refusal instead",
+            plan.host_resources.join(", ")
+        ));
+    }
     let numbering = numbering_for(&snap.arch);
     let args = live::live_args(&plan.argv, numbering);
     let run = {

@@ -12,7 +12,7 @@ pub struct DeviceView {
     pub kind: String,
     /// QEMU bus id the device is plugged into (`pcie.0`, `pci.1`, ...), when known.
     pub bus_alias: Option<String>,
-    /// Guest bus number.
+    /// Index of the controller providing the PCI bus.
     pub bus: Option<u32>,
     /// Slot.
     pub slot: Option<u32>,
@@ -41,6 +41,9 @@ pub struct PlanView {
     pub guest_pci: Vec<String>,
     /// Warnings.
     pub warnings: Vec<String>,
+    /// Host resources the argv needs to launch (vfio devices, paths); empty when it
+    /// launches anywhere.
+    pub host_resources: Vec<String>,
     /// Devices by alias.
     pub devices: BTreeMap<String, DeviceView>,
 }
