@@ -55,10 +55,39 @@ pub struct PlanRejection {
     pub message: String,
 }
 
-/// Plans a domain against a snapshot.
+/// Plans a domain against a snapshot through the core.
 pub fn plan(domain_xml: &str, snap: &Snapshot) -> Result<PlanView, PlanRejection> {
-    let _ = (domain_xml, snap);
-    Err(PlanRejection {
-        message: "qconform-plan does not provide plan() in this build yet".into(),
-    })
+    match qconform_plan::plan(domain_xml, snap) {
+        Ok(p) => Ok(PlanView {
+            argv_text: p.argv_text(),
+            addresses_text: p.addresses_text(),
+            devices: p
+                .devices
+                .iter()
+                .map(|(alias, d)| {
+                    (
+                        alias.clone(),
+                        DeviceView {
+                            kind: d.kind.clone(),
+                            bus_alias: d.bus_alias.clone(),
+                            bus: d.bus.map(u32::from),
+                            slot: d.slot.map(u32::from),
+                            function: d.function.map(u32::from),
+                            zpci_uid: d.zpci_uid,
+                            zpci_fid: d.zpci_fid,
+                            ccw_devno: d.ccw_devno.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            machine: p.machine,
+            argv: p.argv,
+            guest_pci: p.guest_pci,
+            warnings: p.warnings,
+            host_resources: p.host_resources,
+        }),
+        Err(e) => Err(PlanRejection {
+            message: e.to_string(),
+        }),
+    }
 }
