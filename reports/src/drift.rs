@@ -98,6 +98,61 @@ impl Drift {
     pub fn is_empty(&self) -> bool {
         self.guest_abi_stable() && self.argv_diff.is_empty() && self.warnings_diff.is_empty()
     }
+
+    /// The kind of change, most important first.
+    pub fn verdict(&self) -> Verdict {
+        if self.acceptance.is_some() {
+            Verdict::AcceptanceChanges
+        } else if !self.addresses.is_empty() || !self.guest_diff.is_empty() {
+            Verdict::GuestViewChanges
+        } else if self.machine.is_some() {
+            Verdict::MachineTypeMoves
+        } else if self.error.is_some() {
+            Verdict::ErrorChanges
+        } else if !self.argv_diff.is_empty() || !self.warnings_diff.is_empty() {
+            Verdict::ArgvOnly
+        } else if matches!(self.from_outcome, PlanOutcome::Rejected { .. }) {
+            Verdict::RejectedByBoth
+        } else {
+            Verdict::Unchanged
+        }
+    }
+}
+
+/// One-word classification of a [`Drift`], for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Accepted by one snapshot, rejected by the other.
+    AcceptanceChanges,
+    /// Device addresses or the guest's PCI view change.
+    GuestViewChanges,
+    /// Same addresses and guest view, but the machine type resolves to another version
+    /// (an alias such as `q35` moved).
+    MachineTypeMoves,
+    /// Rejected by both, for different reasons.
+    ErrorChanges,
+    /// Only the argv or the warnings differ; the guest sees the same.
+    ArgvOnly,
+    /// Rejected by both with the same error.
+    RejectedByBoth,
+    /// Nothing changes.
+    Unchanged,
+}
+
+impl Verdict {
+    /// Label used in listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::AcceptanceChanges => "ACCEPTANCE CHANGES",
+            Verdict::GuestViewChanges => "GUEST VIEW CHANGES",
+            Verdict::MachineTypeMoves => "machine type moves",
+            Verdict::ErrorChanges => "error changes",
+            Verdict::ArgvOnly => "argv only",
+            Verdict::RejectedByBoth => "rejected by both",
+            Verdict::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// Groups an argv into display lines: an option followed by its value on one line.
@@ -170,7 +225,9 @@ pub fn drift(
     };
     let (a, b) = match (from_outcome, to_outcome) {
         (PlanOutcome::Rejected { error: e1 }, PlanOutcome::Rejected { error: e2 }) => {
-            if e1 != e2 {
+            // Messages name the snapshot ("not available in QEMU 10.0.2/x86_64"): that
+            // alone is no change.
+            if e1.replace(from, "<qemu>") != e2.replace(to, "<qemu>") {
                 d.error = Some(Change {
                     old: e1.clone(),
                     new: e2.clone(),
@@ -222,13 +279,14 @@ pub fn text(d: &Drift) -> String {
         let _ = writeln!(out, "  no change: {what} (guest ABI stable)");
         return out;
     }
+    let verdict = d.verdict();
     if d.guest_abi_stable() {
         let _ = writeln!(
             out,
             "  guest ABI stable: same machine, addresses and guest view; only the argv differs"
         );
     } else {
-        let _ = writeln!(out, "  guest ABI changes");
+        let _ = writeln!(out, "  {}", verdict.as_str());
     }
     if let Some(c) = &d.acceptance {
         let _ = writeln!(out, "  acceptance: {} -> {}", c.old, c.new);
@@ -242,7 +300,11 @@ pub fn text(d: &Drift) -> String {
         let _ = writeln!(out, "  error: {} -> {}", c.old, c.new);
     }
     if let Some(c) = &d.machine {
-        let _ = writeln!(out, "  machine: {} -> {}", c.old, c.new);
+        let _ = writeln!(
+            out,
+            "  machine: {} -> {} (the domain's machine type resolves to another version)",
+            c.old, c.new
+        );
     }
     if !d.addresses.is_empty() {
         let _ = writeln!(out, "  addresses:");

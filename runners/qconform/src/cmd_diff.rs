@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use qconform_caps::Snapshot;
 use qconform_reports::diff::{DiffSet, diff, diff_sets};
 use qconform_reports::diff_render::{self, Format};
+use qconform_reports::drift::{self, Drift, PlanOutcome, PlanView};
 use qconform_reports::load;
 
 /// Output format of `qconform diff`.
@@ -206,8 +207,153 @@ pub enum DriftFormat {
     Json,
 }
 
+/// Plans a domain and keeps what drift compares.
+fn plan_outcome(xml: &str, snap: &Snapshot) -> PlanOutcome {
+    match qconform_plan::plan(xml, snap) {
+        Ok(p) => PlanOutcome::Planned {
+            plan: PlanView {
+                devices: p
+                    .devices
+                    .iter()
+                    .map(|(alias, a)| (alias.clone(), a.text()))
+                    .collect(),
+                machine: p.machine,
+                argv: p.argv,
+                guest_pci: p.guest_pci,
+                warnings: p.warnings,
+            },
+        },
+        Err(e) => PlanOutcome::Rejected {
+            error: e.to_string(),
+        },
+    }
+}
+
+/// Case directories (holding `domain.xml`) under `cases`, sorted by name.
+fn case_dirs(cases: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = fs::read_dir(cases)
+        .with_context(|| format!("cannot read the case corpus {}", cases.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("domain.xml").is_file())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        bail!("{}: no case directory with a domain.xml", cases.display());
+    }
+    Ok(out)
+}
+
+/// `(case name, domain.xml path)` of a CASE argument: a case directory or an XML file.
+fn case_of(path: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let xml = if path.is_dir() {
+        path.join("domain.xml")
+    } else {
+        path.to_path_buf()
+    };
+    if !xml.is_file() {
+        bail!("{}: no such domain XML file", xml.display());
+    }
+    let name_from = if path.is_dir() {
+        path
+    } else {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(path)
+    };
+    let name = name_from.file_name().map_or_else(
+        || xml.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((name, xml))
+}
+
 /// Runs `drift`.
 pub fn run_drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    bail!("qconform drift needs the planner, which is not available in this build yet")
+    let DriftArgs {
+        case,
+        all,
+        from,
+        to,
+        caps,
+        cases,
+        format,
+        changed_only,
+        exit_code,
+    } = args;
+    let from_snap = load::read_snapshot(&load::resolve_snapshot_path(&from, &caps)?)?;
+    let to_snap = load::read_snapshot(&load::resolve_snapshot_path(&to, &caps)?)?;
+    let targets: Vec<(String, PathBuf)> = if all {
+        case_dirs(&cases)?
+            .iter()
+            .map(|d| case_of(d))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        let Some(c) = case else {
+            bail!("give a CASE_DIR or --all");
+        };
+        vec![case_of(&c)?]
+    };
+    let (from_id, to_id) = (from_snap.id(), to_snap.id());
+    let mut drifts: Vec<Drift> = Vec::new();
+    for (name, xml_path) in &targets {
+        let xml = fs::read_to_string(xml_path)
+            .with_context(|| format!("cannot read {}", xml_path.display()))?;
+        let a = plan_outcome(&xml, &from_snap);
+        let b = plan_outcome(&xml, &to_snap);
+        drifts.push(drift::drift(name, &from_id, &a, &to_id, &b));
+    }
+    let changed = drifts.iter().filter(|d| !d.guest_abi_stable()).count();
+    let mut out = String::new();
+    match format {
+        DriftFormat::Json => {
+            let with_verdicts: Vec<serde_json::Value> = drifts
+                .iter()
+                .map(|d| {
+                    let mut v = serde_json::to_value(d)?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("verdict".to_owned(), serde_json::to_value(d.verdict())?);
+                    }
+                    Ok(v)
+                })
+                .collect::<Result<_, serde_json::Error>>()?;
+            out = serde_json::to_string_pretty(&with_verdicts)?;
+            out.push('\n');
+        }
+        DriftFormat::Text if !all => {
+            for d in &drifts {
+                out.push_str(&drift::text(d));
+            }
+        }
+        DriftFormat::Text => {
+            use std::fmt::Write as _;
+            let width = drifts.iter().map(|d| d.case.len()).max().unwrap_or(0);
+            let _ = writeln!(out, "drift {from_id} -> {to_id}, {} case(s)", drifts.len());
+            for d in &drifts {
+                if !changed_only || !d.guest_abi_stable() {
+                    let _ = writeln!(out, "  {:<width$}  {}", d.case, d.verdict().as_str());
+                }
+            }
+            for d in drifts.iter().filter(|d| !d.is_empty()) {
+                if !changed_only || !d.guest_abi_stable() {
+                    out.push('\n');
+                    out.push_str(&drift::text(d));
+                }
+            }
+            let mut counts: std::collections::BTreeMap<drift::Verdict, usize> = Default::default();
+            for d in &drifts {
+                *counts.entry(d.verdict()).or_default() += 1;
+            }
+            let summary: Vec<String> = counts
+                .iter()
+                .map(|(k, n)| format!("{n} {}", k.as_str()))
+                .collect();
+            let _ = writeln!(out, "\n{}", summary.join(", "));
+        }
+    }
+    emit(&out, None)?;
+    Ok(if exit_code && changed > 0 {
+        ExitCode::from(crate::EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
