@@ -379,7 +379,11 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                         tr {
                             th rowspan="2" { "case" }
                             @for (arch, span) in arch_spans(&m.columns) {
-                                th.arch colspan=(span) { (arch) }
+                                @if arch.is_empty() {
+                                    th.arch colspan=(span) title="trials that need no QEMU binary (checks of the case itself)" { "case-wide" }
+                                } @else {
+                                    th.arch colspan=(span) { (arch) }
+                                }
                             }
                         }
                         tr {
@@ -387,7 +391,7 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                                 th.col {
                                     @if let Some(a) = diff_to.get(&(c.arch.clone(), c.version.clone())) {
                                         a href={ "#" (a) } title="caps diff from the previous version" { (c.version) }
-                                    } @else { (c.version) }
+                                    } @else if c.version.is_empty() { "—" } @else { (c.version) }
                                 }
                             }
                         }
@@ -461,7 +465,11 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                     @for (ci, col) in m.columns.iter().enumerate() {
                         @if let Some(recs) = m.cells.get(&(ri, ci)) {
                             section.cell id=(ids.cell(ri, ci)) {
-                                h3 { (case) " @ " (col.version) "/" (col.arch) a.top href="#matrix" { "↑ matrix" } }
+                                h3 {
+                                    (case)
+                                    @if !col.version.is_empty() || !col.arch.is_empty() { " @ " (col.version) "/" (col.arch) }
+                                    a.top href="#matrix" { "↑ matrix" }
+                                }
                                 @for r in recs { (trial_block(r, ids.trial(r))) }
                             }
                         }

@@ -202,3 +202,23 @@ fn no_tag_repeats_an_attribute() {
         }
     }
 }
+
+#[test]
+fn case_wide_trials_get_a_labelled_column() {
+    let mut records = sample_records();
+    let mut wide = common::record(
+        "floppy-on-q35",
+        "",
+        "",
+        None,
+        qconform_reports::results::Stage::Plan,
+        qconform_reports::results::Event::Ok,
+    );
+    wide.name = "floppy-on-q35".into();
+    records.push(wide);
+    let html = report_page(&merge(records.clone()), &[], &PageMeta::default());
+    assert!(html.contains(">case-wide</th>"), "{html}");
+    assert_eq!(html.matches("<td class=\"cell").count(), 3 * 5);
+    let xml = qconform_reports::junit::junit(&merge(records).records, "x").expect("junit");
+    assert!(xml.contains("<testsuite name=\"case-wide\""), "{xml}");
+}
