@@ -46,6 +46,10 @@ struct Work<'c> {
     warnings: Vec<String>,
     /// Explicit PCI addresses of unmodelled elements (reserved, never emitted).
     unmodelled: Vec<(String, TextPos, Loc)>,
+    /// Host PCI facts from the domain's metadata.
+    host: Vec<qconform_domxml::HostPciFact>,
+    /// Bus categories of the machine.
+    categories: BTreeSet<String>,
 }
 
 fn arch_compatible(domain: &str, target: &str) -> bool {
@@ -133,6 +137,8 @@ impl<'c> Work<'c> {
             locs: Vec::new(),
             warnings: Vec::new(),
             unmodelled: Vec::new(),
+            host: dom.host_pci.clone(),
+            categories: BTreeSet::new(),
         })
     }
 
@@ -469,7 +475,10 @@ impl<'c> Work<'c> {
     }
 
     fn classify(&mut self) -> Result<(), Error> {
-        let ctx = Ctx { base: self.base() };
+        let ctx = Ctx {
+            base: self.base(),
+            host: &self.host,
+        };
         let s390 = self.family == Family::S390;
         self.flags = vec![Flags::NONE; self.devs.len()];
         for i in 0..self.devs.len() {
@@ -499,6 +508,17 @@ impl<'c> Work<'c> {
                     Attach::Unassigned
                 }
                 Address::Pci(p) => {
+                    if p.domain != 0 {
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "Invalid PCI address {:04x}:{:02x}:{:02x}.{}. Only PCI domain 0 is available",
+                                p.domain, p.bus, p.slot, p.function
+                            ),
+                        )
+                        .element("address")
+                        .attr("domain", format!("0x{:04x}", p.domain)));
+                    }
                     let Some(fl) = pci_flags else {
                         return Err(dev_err(
                             d,
@@ -588,21 +608,23 @@ impl<'c> Work<'c> {
             self.devs[i].attach = attach;
         }
         self.locs = vec![None; self.devs.len()];
-        if self.family != Family::Pseries
-            && self.family.is_x86()
-            && self.root == Some(PciModel::PcieRoot)
-        {
+        if ctx.base.pci != ctx.base.pcie {
             for d in &self.devs {
-                if let DeviceKind::Hostdev(h) = &d.device.kind
-                    && h.htype == "pci"
-                    && d.attach == Attach::Pci
+                let host = match &d.device.kind {
+                    DeviceKind::Hostdev(h) if h.htype == "pci" => h.host_pci,
+                    DeviceKind::Interface(n) if n.itype == "hostdev" => n.host_pci,
+                    _ => continue,
+                };
+                if d.attach == Attach::Pci
                     && matches!(d.device.address, Address::Absent | Address::None)
+                    && ctx.host_express(host).is_none()
                 {
-                    let host = h.host_pci.map(|a| a.to_string()).unwrap_or_default();
+                    let host = host.map(|a| a.to_string()).unwrap_or_default();
                     self.warnings.push(format!(
-                            "hostdev at line {}: whether host device {host} is PCI Express cannot be known offline; placed as conventional PCI, as libvirt does when it cannot read the device",
-                            d.device.pos.line
-                        ));
+                        "{}: host device {host} is not described, so it is placed as PCI Express, as libvirt does for a host device it cannot find (describe it in <metadata> with <qc:pci address='{host}' express='no'/>, namespace {}, if it is conventional PCI)",
+                        d.alias,
+                        qconform_domxml::HOST_NS
+                    ));
                 }
             }
         }
@@ -709,6 +731,7 @@ impl<'c> Work<'c> {
 
     fn check_fit(&mut self) -> Result<(), Error> {
         let (cats, probed) = machine::categories(self.caps, &self.machine, self.family);
+        self.categories = cats.iter().cloned().collect();
         let has = |c: &str| cats.iter().any(|x| x == c);
         let usb_state = {
             let usb: Vec<&str> = self
@@ -724,6 +747,7 @@ impl<'c> Work<'c> {
             }
         };
         let mut needs_probe_note = false;
+        let floppy_ok = has("floppy") || (has("isa") && self.caps.has_device("isa-fdc"));
         for d in &self.devs {
             let m = &self.machine;
             let fail = |why: String| Err(dev_err(d, why));
@@ -742,9 +766,11 @@ impl<'c> Work<'c> {
                 DeviceKind::Disk(k) => match k.bus.as_deref() {
                     Some("fdc") => {
                         needs_probe_note = true;
-                        if !has("floppy") {
+                        // Without a built-in controller libvirt adds an isa-fdc, which
+                        // needs an ISA bus.
+                        if !floppy_ok {
                             return fail(format!(
-                                "machine '{m}' has no floppy controller (no floppy bus with -nodefaults), so floppy disk '{}' cannot be attached",
+                                "machine '{m}' has no floppy controller and no ISA bus for an isa-fdc, so floppy disk '{}' cannot be attached",
                                 k.dev
                             ));
                         }
@@ -776,8 +802,10 @@ impl<'c> Work<'c> {
                                 .into(),
                         );
                     }
-                    "fdc" if !has("floppy") => {
-                        return fail(format!("machine '{m}' has no floppy controller"));
+                    "fdc" if !floppy_ok => {
+                        return fail(format!(
+                            "machine '{m}' has no floppy controller and no ISA bus for an isa-fdc"
+                        ));
                     }
                     _ => {}
                 },
@@ -785,6 +813,11 @@ impl<'c> Work<'c> {
                     isa("panic model 'isa' (pvpanic)")?
                 }
                 DeviceKind::Watchdog(w) => match w.model.as_deref() {
+                    Some("ib700") if self.family != Family::Pc => {
+                        return fail(format!(
+                            "watchdog model 'ib700' is only supported on i440fx-based machines, not '{m}'"
+                        ));
+                    }
                     Some("ib700") => isa("watchdog model 'ib700'")?,
                     Some("itco") if self.family != Family::Q35 => {
                         return fail(
@@ -959,21 +992,34 @@ impl<'c> Work<'c> {
         v.into_iter().map(|t| t.3).collect()
     }
 
-    fn collect(&self, set: &mut AddrSet, locs: &[Option<Loc>]) -> Result<(), Error> {
+    /// Reserves the addresses given in the document. In the dry run a reservation may
+    /// grow the bus set and move a conventional device one bus down (behind the bridge
+    /// added for it), which libvirt keeps: the moves are returned.
+    fn collect(
+        &self,
+        set: &mut AddrSet,
+        locs: &mut [Option<Loc>],
+    ) -> Result<Vec<(usize, Loc)>, Error> {
+        let mut moved = Vec::new();
         for i in self.iteration_order() {
             let Some(loc) = locs[i] else { continue };
             let d = &self.devs[i];
             if self.piix3_builtin(d, loc) {
                 continue;
             }
-            set.reserve(loc, self.flags[i], From::Config)
+            let got = set
+                .reserve(loc, self.flags[i], From::Config)
                 .map_err(|m| self.addr_err(d, m))?;
+            if got != loc {
+                locs[i] = Some(got);
+                moved.push((i, got));
+            }
         }
         for (el, pos, loc) in &self.unmodelled {
             set.reserve(*loc, Flags::PCI_DEVICE, From::Config)
                 .map_err(|m| Error::new(format!("<{el}>: {m}")).element(el).at(*pos))?;
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// The PIIX3 IDE and USB functions, which the chipset step reserves.
@@ -1268,7 +1314,12 @@ impl<'c> Work<'c> {
         // Pass 1: dry run, to find out which controllers to add.
         let mut locs = self.initial_locs();
         let mut set = self.build_set(true);
-        self.collect(&mut set, &locs)?;
+        let moved = self.collect(&mut set, &mut locs)?;
+        for (i, loc) in moved {
+            if let Address::Pci(p) = &mut self.devs[i].device.address {
+                p.bus = loc.bus;
+            }
+        }
         self.chipset(&mut set, &mut locs)?;
         if root == PciModel::PciRoot && !set.buses.iter().all(Bus::fully_reserved) {
             // One spare conventional slot so that a pci-bridge can always be added later.
@@ -1309,7 +1360,7 @@ impl<'c> Work<'c> {
         // Pass 2: the real assignment with the final controller list.
         let mut locs = self.initial_locs();
         let mut set = self.build_set(false);
-        self.collect(&mut set, &locs)?;
+        self.collect(&mut set, &mut locs)?;
         self.chipset(&mut set, &mut locs)?;
         self.assign_slots(&mut set, &mut locs)?;
         self.locs = locs;
@@ -1724,6 +1775,7 @@ impl<'c> Work<'c> {
             devices: self.devs,
             controllers_added: added.into_iter().map(|a| a.1).collect(),
             warnings: self.warnings,
+            categories: self.categories,
         }
     }
 }

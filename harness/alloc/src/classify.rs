@@ -46,9 +46,19 @@ pub fn is_virtio_model(model: Option<&str>) -> bool {
 }
 
 /// Context for the flag rules.
-pub struct Ctx {
+pub struct Ctx<'a> {
     /// Base flag sets of the domain.
     pub base: BaseFlags,
+    /// Host PCI devices known to be (or not be) PCI Express.
+    pub host: &'a [qconform_domxml::HostPciFact],
+}
+
+impl Ctx<'_> {
+    /// Whether the host device is PCI Express, when known.
+    pub fn host_express(&self, a: Option<qconform_domxml::HostPciAddress>) -> Option<bool> {
+        let a = a?;
+        self.host.iter().find(|f| f.address == a).map(|f| f.express)
+    }
 }
 
 /// Connect flags of a device if it is placed on PCI, `None` when it never takes a PCI
@@ -105,7 +115,12 @@ pub fn pci_flags(kind: &DeviceKind, address: &Address, ctx: &Ctx) -> Option<Flag
         },
         DeviceKind::Interface(i) => {
             if i.itype == "hostdev" {
-                return Some(hostdev_pci_flags(explicit_pci, false, b));
+                return Some(hostdev_pci_flags(
+                    explicit_pci,
+                    false,
+                    ctx.host_express(i.host_pci),
+                    b,
+                ));
             }
             match i.model.as_deref() {
                 Some("virtio") | Some("virtio-non-transitional") => Some(b.virtio),
@@ -118,8 +133,13 @@ pub fn pci_flags(kind: &DeviceKind, address: &Address, ctx: &Ctx) -> Option<Flag
             }
         }
         DeviceKind::Hostdev(h) => match (h.htype.as_str(), h.model.as_deref()) {
-            ("pci", _) => Some(hostdev_pci_flags(explicit_pci, false, b)),
-            ("mdev", Some("vfio-pci")) => Some(hostdev_pci_flags(explicit_pci, true, b)),
+            ("pci", _) => Some(hostdev_pci_flags(
+                explicit_pci,
+                false,
+                ctx.host_express(h.host_pci),
+                b,
+            )),
+            ("mdev", Some("vfio-pci")) => Some(hostdev_pci_flags(explicit_pci, true, None, b)),
             ("scsi_host", _) => Some(b.virtio),
             _ => None,
         },
@@ -178,17 +198,25 @@ pub fn pci_flags(kind: &DeviceKind, address: &Address, ctx: &Ctx) -> Option<Flag
 }
 
 /// PCI hostdevs: conventional on PCI-only machines; Express when the user gave a guest
-/// address (libvirt is lenient there) or for mdevs. Otherwise libvirt reads the host
-/// device's config space; offline we cannot, and we do what libvirt does when the read
-/// fails: treat the device as conventional PCI (this is what places a hostdev behind a
-/// pcie-to-pci-bridge on q35 in libvirt's own output for a host device it cannot read).
-fn hostdev_pci_flags(explicit_pci: bool, mdev: bool, b: &BaseFlags) -> Flags {
+/// address (libvirt is lenient there) or for mdevs. Otherwise libvirt looks at the host
+/// device: Express or not as the device says, and Express when the device does not
+/// exist on the host ("the overwhelming majority of assignable devices are PCIe"). A plan
+/// cannot look, so it uses the domain's `<metadata>` host facts and otherwise libvirt's
+/// answer for a device it cannot find.
+fn hostdev_pci_flags(
+    explicit_pci: bool,
+    mdev: bool,
+    express: Option<bool>,
+    b: &BaseFlags,
+) -> Flags {
     if b.pci == b.pcie {
         b.pci
     } else if explicit_pci || mdev {
         b.pcie
-    } else {
+    } else if express == Some(false) {
         b.pci
+    } else {
+        b.pcie
     }
 }
 

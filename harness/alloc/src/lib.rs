@@ -195,6 +195,8 @@ pub struct Allocation {
     pub controllers_added: Vec<String>,
     /// Things worth knowing that are not errors (unmodelled elements kept, assumptions).
     pub warnings: Vec<String>,
+    /// Bus categories the machine offers with `-nodefaults` (`floppy`, `isa`, `ide`, ...).
+    pub categories: std::collections::BTreeSet<String>,
 }
 
 impl Allocation {

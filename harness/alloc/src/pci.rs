@@ -127,8 +127,15 @@ impl AddrSet {
             .is_some_and(|s| s.functions != 0)
     }
 
-    /// Reserves one function (virDomainPCIAddressReserveAddrInternal).
-    pub fn reserve(&mut self, loc: Loc, flags: Flags, from: From) -> Result<(), String> {
+    /// Reserves one function (virDomainPCIAddressReserveAddrInternal). In a dry run an
+    /// address on a bus beyond the set grows the set up to it; the device may then land
+    /// one bus further (a conventional device on a pure PCIe topology gets a port and a
+    /// bridge), so the address actually reserved is returned.
+    pub fn reserve(&mut self, loc: Loc, flags: Flags, from: From) -> Result<Loc, String> {
+        let mut loc = loc;
+        if self.dry_run && loc.bus as usize >= self.buses.len() && !self.buses.is_empty() {
+            loc.bus = self.grow(loc.bus, flags)?;
+        }
         self.validate(loc, flags, from)?;
         let Some(bus) = self.buses.get_mut(loc.bus as usize) else {
             return Err(format!("Invalid PCI address {loc}"));
@@ -141,7 +148,7 @@ impl AddrSet {
             slot.aggregate = true;
         }
         slot.functions |= 1 << loc.function;
-        Ok(())
+        Ok(loc)
     }
 
     /// Finds the next free address for a device with `flags`, growing the set in a dry
@@ -157,7 +164,7 @@ impl AddrSet {
             }
         }
         if self.dry_run {
-            let bus = self.grow(flags)?;
+            let bus = self.grow(self.buses.len() as u32, flags)?;
             let min = self.buses[bus as usize].min_slot;
             return Ok(Loc {
                 bus,
@@ -171,19 +178,20 @@ impl AddrSet {
     /// [`AddrSet::next_addr`] and [`AddrSet::reserve`] in one.
     pub fn reserve_next(&mut self, flags: Flags) -> Result<Loc, String> {
         let loc = self.next_addr(flags)?;
-        self.reserve(loc, flags, From::Auto)?;
-        Ok(loc)
+        self.reserve(loc, flags, From::Auto)
     }
 
-    /// Adds buses for a device with `flags` that fits nowhere; returns the bus the device
-    /// goes on (virDomainPCIAddressSetGrow).
-    fn grow(&mut self, flags: Flags) -> Result<u32, String> {
+    /// Adds buses up to `bus` for a device with `flags`; returns the bus the device goes
+    /// on (virDomainPCIAddressSetGrow).
+    fn grow(&mut self, bus: u32, flags: Flags) -> Result<u32, String> {
         let first_new = self.buses.len() as u32;
+        let add = (bus + 1).saturating_sub(first_new).max(1);
         let mut new: Vec<Bus> = Vec::new();
+        let model;
         if flags.any(Flags::PCI_DEVICE) {
             if self.multiple_roots {
-                new.push(Bus::new(PciModel::PciRoot, false));
-            } else if !self.buses.iter().any(|b| b.flags.any(Flags::PCI_BRIDGE)) {
+                model = PciModel::PciRoot;
+            } else if add == 1 && !self.buses.iter().any(|b| b.flags.any(Flags::PCI_BRIDGE)) {
                 // A pure PCIe topology: a conventional device needs a bridge below a
                 // PCIe slot first.
                 if self.pcie_to_pci_bridge {
@@ -192,18 +200,21 @@ impl AddrSet {
                     // cannot take it.
                     port.flags = Flags::PCIE_TO_PCI_BRIDGE;
                     new.push(port);
-                    new.push(Bus::new(PciModel::PcieToPciBridge, false));
+                    model = PciModel::PcieToPciBridge;
                 } else {
                     new.push(Bus::new(PciModel::DmiToPciBridge, false));
-                    new.push(Bus::new(PciModel::PciBridge, false));
+                    model = PciModel::PciBridge;
                 }
             } else {
-                new.push(Bus::new(PciModel::PciBridge, false));
+                model = PciModel::PciBridge;
             }
         } else if flags.any(Flags::PCIE_DEVICE.with(Flags::SWITCH_UPSTREAM_PORT)) {
-            new.push(Bus::new(PciModel::PcieRootPort, false));
+            model = PciModel::PcieRootPort;
         } else {
             return Err(cannot_grow(flags));
+        }
+        for _ in 0..add {
+            new.push(Bus::new(model, false));
         }
         if first_new + new.len() as u32 - 1 > MAX_BUS {
             return Err(format!(

@@ -204,10 +204,17 @@ fn case_e_pc_bridge_35_e1000() {
     assert_eq!(got, want);
 }
 
+/// On the recording host, 0000:00:04.0 exists and has a 256-byte config space, so libvirt
+/// read it as conventional PCI and put it behind a pcie-to-pci-bridge. A plan learns that
+/// from the domain's metadata.
 #[test]
 fn case_f2_q35_hostdev_vfio() {
     let devs = "    <hostdev mode='subsystem' type='pci' managed='yes'>\n      <driver name='vfio'/>\n      <source>\n        <address domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>\n      </source>\n    </hostdev>\n";
-    let got = map(&domain("q35", devs), &testcaps::x86_64(7, 2));
+    let xml = domain("q35", devs).replace(
+        "  <os>",
+        "  <metadata>\n    <qc:host xmlns:qc='urn:qconform:host'>\n      <qc:pci address='0000:00:04.0' express='no'/>\n    </qc:host>\n  </metadata>\n  <os>",
+    );
+    let got = map(&xml, &testcaps::x86_64(7, 2));
     let want = sorted(&[
         "pci.1 @ 00:01.0 mf pcie-root-port qemu=pcie-root-port chassis=1 port=0x8",
         "pci.2 @ 00:01.1 pcie-root-port qemu=pcie-root-port chassis=2 port=0x9",

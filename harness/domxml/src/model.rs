@@ -35,7 +35,32 @@ pub struct Domain {
     pub devices: Vec<Device>,
     /// Elements under `<devices>` we do not model, kept so that they can be reported.
     pub unmodelled: Vec<Unmodelled>,
+    /// Facts about host PCI devices given in `<metadata>` (see [`HOST_NS`]): whether each
+    /// is PCI Express. libvirt reads them from the host; a plan cannot.
+    pub host_pci: Vec<HostPciFact>,
     pub(crate) src: DomainSrc,
+}
+
+/// Namespace of qconform's own `<metadata>` element describing host devices:
+///
+/// ```xml
+/// <metadata>
+///   <qc:host xmlns:qc="urn:qconform:host">
+///     <qc:pci address='0000:00:04.0' express='no'/>
+///   </qc:host>
+/// </metadata>
+/// ```
+///
+/// libvirt keeps metadata in foreign namespaces untouched, so such a domain stays valid.
+pub const HOST_NS: &str = "urn:qconform:host";
+
+/// What is known about one host PCI device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPciFact {
+    /// Host address.
+    pub address: HostPciAddress,
+    /// Whether the device is PCI Express.
+    pub express: bool,
 }
 
 /// Source positions of the domain-level elements the writer patches.
@@ -279,7 +304,7 @@ pub struct Interface {
 }
 
 /// A host PCI address (`<source><address domain bus slot function/>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HostPciAddress {
     /// Domain.
     pub domain: u32,

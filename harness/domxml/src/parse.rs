@@ -139,6 +139,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             has_graphics: false,
             devices: Vec::new(),
             unmodelled: Vec::new(),
+            host_pci: Vec::new(),
             src: DomainSrc::default(),
         };
         dom.src.domain_close = end_tag_start(self.src, root);
@@ -156,6 +157,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                     dom.memory_slots = self.uint32(c, "slots")?;
                 }
                 "os" => self.os(c, &mut dom)?,
+                "metadata" => self.metadata(c, &mut dom)?,
                 "devices" => devices_node = Some(c),
                 _ => {}
             }
@@ -202,6 +204,34 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         };
         Ok(Some(v.saturating_mul(mult)))
+    }
+
+    /// qconform's host facts in `<metadata>` ([`HOST_NS`]).
+    fn metadata(&self, m: Node<'_, '_>, dom: &mut Domain) -> Result<(), Error> {
+        for host in m
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().namespace() == Some(HOST_NS))
+        {
+            for pci in host
+                .children()
+                .filter(|c| c.is_element() && c.tag_name().name() == "pci")
+            {
+                let text = pci.attribute("address").unwrap_or_default();
+                let address = parse_host_pci(text).ok_or_else(|| {
+                    self.attr_err(
+                        pci,
+                        "address",
+                        format!("invalid host PCI address '{text}', expected DDDD:BB:SS.F"),
+                    )
+                })?;
+                let express = self.onoff(pci, "express")?.ok_or_else(|| {
+                    self.err(pci, "host device fact without express='yes|no'")
+                        .attr("express", "")
+                })?;
+                dom.host_pci.push(HostPciFact { address, express });
+            }
+        }
+        Ok(())
     }
 
     fn os(&self, os: Node<'_, '_>, dom: &mut Domain) -> Result<(), Error> {
@@ -675,6 +705,23 @@ fn model_attr(d: Node<'_, '_>) -> ModelOnly {
             .or_else(|| child(d, "model").and_then(|m| m.attribute("type")))
             .map(str::to_string),
     }
+}
+
+/// `DDDD:BB:SS.F` (hex).
+fn parse_host_pci(text: &str) -> Option<HostPciAddress> {
+    let (dbs, f) = text.rsplit_once('.')?;
+    let mut it = dbs.split(':');
+    let (d, b, s) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() {
+        return None;
+    }
+    let h = |x: &str| u32::from_str_radix(x, 16).ok();
+    Some(HostPciAddress {
+        domain: h(d)?,
+        bus: h(b)?,
+        slot: h(s)?,
+        function: h(f)?,
+    })
 }
 
 /// C `strtoul(s, .., 0)` syntax without the sign and whitespace leniency: `0x..` hex,

@@ -42,6 +42,7 @@ struct B<'a> {
     audiodev: bool,
     blockdevs: usize,
     machine_opts: Vec<String>,
+    fdc_added: bool,
 }
 
 type R<T> = Result<T, ArgvError>;
@@ -117,6 +118,7 @@ pub fn build(a: &Allocation, dom: &Domain, caps: &Snapshot) -> Result<Emitted, A
         audiodev: false,
         blockdevs: 0,
         machine_opts: Vec::new(),
+        fdc_added: false,
     };
     let mut order: Vec<usize> = (0..a.devices.len()).collect();
     order.sort_by_key(|&i| (emit_rank(&a.devices[i]), i));
@@ -654,7 +656,7 @@ impl B<'_> {
                 if a.family == Family::Q35 && idx == 0 {
                     return Ok(Vec::new());
                 }
-                self.dev(i, "ahci", Opts::new("ahci"))
+                self.dev(i, "ich9-ahci", Opts::new("ich9-ahci"))
             }
             "ide" | "fdc" | "xenbus" => Ok(Vec::new()),
             "virtio-serial" => {
@@ -754,13 +756,19 @@ impl B<'_> {
             }
             "fdc" => {
                 let unit = drive.map_or(0, |x| x.unit);
-                self.dev(
-                    i,
-                    "floppy",
-                    Opts::new("floppy")
-                        .kv("unit", unit.to_string())
-                        .kv("drive", &node),
-                )?
+                let mut pre = Vec::new();
+                if !a.categories.contains("floppy") && !self.fdc_added {
+                    // No built-in floppy controller (q35): an isa-fdc, as libvirt adds.
+                    self.fdc_added = true;
+                    self.have(i, "isa-fdc")?;
+                    pre.push("-device".to_string());
+                    pre.push(Opts::new("isa-fdc").kv("id", "fdc0").finish());
+                }
+                let o = Opts::new("floppy")
+                    .kv("unit", unit.to_string())
+                    .kv("drive", &node);
+                pre.extend(self.dev(i, "floppy", o)?);
+                pre
             }
             "usb" => {
                 let b = self.usb_bus(i)?;

@@ -57,6 +57,10 @@ pub struct Plan {
     /// What the argv needs from the host to launch (vfio devices, paths, sockets); empty
     /// when it launches anywhere.
     pub host_resources: Vec<String>,
+    /// Alias → what is emitted for the device: its QEMU type, and for PCI controllers the
+    /// libvirt model and target (`pcie-root-port chassis=1 port=0x8`). Empty for devices
+    /// not put on the command line.
+    pub device_info: BTreeMap<String, String>,
 }
 
 /// The address of one device. The JSON field names are a contract.
@@ -202,6 +206,7 @@ pub fn plan(domain_xml: &str, caps: &Snapshot) -> Result<Plan, PlanError> {
     })?;
     let g = guest::guest_view(&alloc, caps, &emitted.drivers);
     let devices = device_map(&alloc);
+    let device_info = device_info(&alloc, &emitted.drivers);
     let written: Vec<Written<'_>> = alloc
         .devices
         .iter()
@@ -233,7 +238,41 @@ pub fn plan(domain_xml: &str, caps: &Snapshot) -> Result<Plan, PlanError> {
         domain_xml,
         warnings,
         host_resources: emitted.host_resources,
+        device_info,
     })
+}
+
+fn device_info(a: &Allocation, drivers: &[Option<String>]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (d, drv) in a.devices.iter().zip(drivers) {
+        let Some(drv) = drv else { continue };
+        let mut s = drv.clone();
+        if let Some(c) = d.controller().filter(|c| c.ctype == "pci") {
+            if let Some(model) = &c.model
+                && model != drv
+            {
+                let _ = write!(s, " ({model})");
+            }
+            let t = &c.target;
+            if let Some(n) = t.chassis_nr {
+                let _ = write!(s, " chassisNr={n}");
+            }
+            if let Some(n) = t.chassis {
+                let _ = write!(s, " chassis={n}");
+            }
+            if let Some(n) = t.port {
+                let _ = write!(s, " port=0x{n:x}");
+            }
+            if let Some(n) = t.bus_nr {
+                let _ = write!(s, " busNr={n}");
+            }
+            if let Some(h) = t.hotplug {
+                let _ = write!(s, " hotplug={}", if h { "on" } else { "off" });
+            }
+        }
+        m.insert(d.alias.clone(), s);
+    }
+    m
 }
 
 fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
@@ -279,7 +318,9 @@ fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
 }
 
 impl DeviceAddress {
-    /// One-line form: `pci 00:01.0 bus=pcie.0 multifunction zpci uid=0x0001 fid=0x00000000`.
+    /// One-line form: `pci 01:00.0 bus=pci.1 multifunction zpci uid=0x0001
+    /// fid=0x00000000`, `ccw fe.0.0001`, `unassigned` or `none`. The bus number is the
+    /// index of the controller providing the bus, as in libvirt's XML.
     pub fn text(&self) -> String {
         let mut s = self.kind.clone();
         if let (Some(b), Some(sl), Some(f)) = (self.bus, self.slot, self.function) {
@@ -334,15 +375,25 @@ impl Plan {
         })
     }
 
-    /// The address map, one device per line in topology order
-    /// (`alias  pci 01:00.0 bus=pci.1`).
+    /// The address map, one device per line in topology order:
+    /// `alias  pci 01:00.0 bus=pci.1  virtio-net-pci` (the last column is what is
+    /// emitted for the device, see [`Plan::device_info`]).
     pub fn addresses_text(&self) -> String {
         let mut rows: Vec<(&String, &DeviceAddress)> = self.devices.iter().collect();
         rows.sort_by_key(|(alias, a)| (a.sort_key(), (*alias).clone()));
         let width = rows.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
+        let texts: Vec<String> = rows.iter().map(|(_, a)| a.text()).collect();
+        let twidth = texts.iter().map(String::len).max().unwrap_or(0);
         let mut out = String::new();
-        for (alias, a) in rows {
-            let _ = writeln!(out, "{alias:<width$}  {}", a.text());
+        for ((alias, _), t) in rows.iter().zip(&texts) {
+            match self.device_info.get(*alias) {
+                Some(info) => {
+                    let _ = writeln!(out, "{alias:<width$}  {t:<twidth$}  {info}");
+                }
+                None => {
+                    let _ = writeln!(out, "{alias:<width$}  {t}");
+                }
+            }
         }
         out
     }
