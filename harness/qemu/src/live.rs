@@ -146,11 +146,22 @@ pub async fn run_argv(
     let mut query_pci = qemu.execute_ok("query-pci", None).await?;
     let mut bridges_numbered = true;
     if numbering == Numbering::Firmware {
-        bridges_numbered = all_bridges_numbered(&query_pci);
-        while !bridges_numbered && ready.elapsed() < numbering_deadline {
+        // SeaBIOS first parks every bridge at secondary 255, then numbers them depth
+        // first: wait until every bridge is numbered consistently and two readings in a
+        // row agree.
+        let mut previous: Option<Vec<(u32, u32, u32, u32, u32)>> = None;
+        loop {
+            let sig = bus_signature(&query_pci);
+            if all_bridges_numbered(&query_pci) && previous.as_ref() == Some(&sig) {
+                break;
+            }
+            if ready.elapsed() >= numbering_deadline {
+                bridges_numbered = false;
+                break;
+            }
+            previous = Some(sig);
             tokio::time::sleep(Duration::from_millis(20)).await;
             query_pci = qemu.execute_ok("query-pci", None).await?;
-            bridges_numbered = all_bridges_numbered(&query_pci);
         }
     }
     let numbering_wait = ready.elapsed();
@@ -201,19 +212,31 @@ pub async fn try_argv(
     }
 }
 
-/// Whether every bridge in a `query-pci` reply has a non-zero secondary bus number.
+/// Whether every bridge in a `query-pci` reply is numbered consistently: a non-zero
+/// secondary bus, a subordinate bus not below it, and the functions behind it on that
+/// secondary bus.
 pub fn all_bridges_numbered(query_pci: &Value) -> bool {
     fn devices_ok(devs: &Value) -> bool {
         devs.as_array().is_none_or(|list| {
             list.iter().all(|d| match d.get("pci_bridge") {
                 None => true,
                 Some(b) => {
-                    let sec = b
-                        .get("bus")
-                        .and_then(|bus| bus.get("secondary"))
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0);
-                    sec != 0 && b.get("devices").is_none_or(devices_ok)
+                    let num = |k: &str| {
+                        b.get("bus")
+                            .and_then(|bus| bus.get(k))
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                    };
+                    let (sec, sub) = (num("secondary"), num("subordinate"));
+                    let children_on_sec =
+                        b.get("devices").and_then(Value::as_array).is_none_or(|c| {
+                            c.iter()
+                                .all(|f| f.get("bus").and_then(Value::as_u64) == Some(sec))
+                        });
+                    sec != 0
+                        && sub >= sec
+                        && children_on_sec
+                        && b.get("devices").is_none_or(devices_ok)
                 }
             })
         })
@@ -223,6 +246,40 @@ pub fn all_bridges_numbered(query_pci: &Value) -> bool {
             .iter()
             .all(|h| h.get("devices").is_none_or(devices_ok))
     })
+}
+
+/// Bus numbering of a `query-pci` reply: (bus, slot, function, secondary, subordinate)
+/// of every function, to tell when the firmware has stopped changing it.
+fn bus_signature(query_pci: &Value) -> Vec<(u32, u32, u32, u32, u32)> {
+    fn walk(devs: &Value, out: &mut Vec<(u32, u32, u32, u32, u32)>, depth: usize) {
+        let Some(list) = devs.as_array() else { return };
+        if depth > 64 {
+            return;
+        }
+        for d in list {
+            let n = |v: &Value, k: &str| json_u32(v, k).unwrap_or(u32::MAX);
+            let bus = d.get("pci_bridge").and_then(|b| b.get("bus"));
+            out.push((
+                n(d, "bus"),
+                n(d, "slot"),
+                n(d, "function"),
+                bus.map_or(0, |b| n(b, "secondary")),
+                bus.map_or(0, |b| n(b, "subordinate")),
+            ));
+            if let Some(c) = d.get("pci_bridge").and_then(|b| b.get("devices")) {
+                walk(c, out, depth + 1);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(hosts) = query_pci.as_array() {
+        for h in hosts {
+            if let Some(d) = h.get("devices") {
+                walk(d, &mut out, 0);
+            }
+        }
+    }
+    out
 }
 
 /// A PCI function's class as observed: a number where QEMU gave one (`query-pci`, guest
@@ -896,6 +953,11 @@ mod tests {
     fn test_numbering_poll_condition() {
         let mut port = dev(0, 2, 0x604, 0x1b36, 0xc, "pci.1");
         port["pci_bridge"] = json!({"bus": {"number": 0, "secondary": 0, "subordinate": 0}});
+        let reply = json!([{"bus": 0, "devices": [port.clone()]}]);
+        assert!(!all_bridges_numbered(&reply));
+        // SeaBIOS parks bridges at 255 (subordinate 0) before numbering them.
+        port["pci_bridge"] = json!({"bus": {"number": 0, "secondary": 255, "subordinate": 0},
+            "devices": [dev(255, 0, 0x200, 0x8086, 0x100e, "nic")]});
         let reply = json!([{"bus": 0, "devices": [port.clone()]}]);
         assert!(!all_bridges_numbered(&reply));
         port["pci_bridge"] = json!({"bus": {"number": 0, "secondary": 1, "subordinate": 1},

@@ -338,8 +338,24 @@ fn compare_zpci(plan: &PlanView, zpci: &[live::ZpciObs]) -> Vec<String> {
 /// `info qtree`.
 fn compare_placement(plan: &PlanView, tree: &QtreeBus) -> Vec<String> {
     let mut out = Vec::new();
+    let all = tree.walk_devices();
     for (alias, d) in &plan.devices {
-        let Some((bus, dev)) = tree.find_device(alias) else {
+        // QEMU may give one id to two devices (a pxb and the bridge it creates behind
+        // itself): the one where the plan put it counts.
+        let candidates: Vec<_> = all.iter().filter(|(_, dev)| dev.id == *alias).collect();
+        let placed = |bus: &QtreeBus, dev: &qconform_caps::QtreeDevice| {
+            d.bus_alias.as_ref().is_none_or(|b| &bus.id == b)
+                && match (d.slot, d.function, dev.pci_addr) {
+                    (Some(s), Some(f), Some((qs, qf))) => (u32::from(qs), u32::from(qf)) == (s, f),
+                    _ => true,
+                }
+        };
+        let Some((bus, dev)) = candidates
+            .iter()
+            .find(|(b, dev)| placed(b, dev))
+            .or_else(|| candidates.first())
+            .map(|(b, dev)| (*b, *dev))
+        else {
             continue;
         };
         if d.kind == "pci" {
