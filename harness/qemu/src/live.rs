@@ -149,7 +149,7 @@ pub async fn run_argv(
         // SeaBIOS first parks every bridge at secondary 255, then numbers them depth
         // first: wait until every bridge is numbered consistently and two readings in a
         // row agree.
-        let mut previous: Option<Vec<(u32, u32, u32, u32, u32)>> = None;
+        let mut previous: Option<BusSignature> = None;
         loop {
             let sig = bus_signature(&query_pci);
             if all_bridges_numbered(&query_pci) && previous.as_ref() == Some(&sig) {
@@ -248,9 +248,11 @@ pub fn all_bridges_numbered(query_pci: &Value) -> bool {
     })
 }
 
-/// Bus numbering of a `query-pci` reply: (bus, slot, function, secondary, subordinate)
-/// of every function, to tell when the firmware has stopped changing it.
-fn bus_signature(query_pci: &Value) -> Vec<(u32, u32, u32, u32, u32)> {
+/// (bus, slot, function, secondary, subordinate) of every function of a `query-pci` reply.
+type BusSignature = Vec<(u32, u32, u32, u32, u32)>;
+
+/// Bus numbering of a `query-pci` reply, to tell when the firmware has stopped changing it.
+fn bus_signature(query_pci: &Value) -> BusSignature {
     fn walk(devs: &Value, out: &mut Vec<(u32, u32, u32, u32, u32)>, depth: usize) {
         let Some(list) = devs.as_array() else { return };
         if depth > 64 {
