@@ -52,6 +52,9 @@ struct Work<'c> {
     categories: BTreeSet<String>,
 }
 
+/// Highest controller index: PCI controller indexes are bus numbers.
+const MAX_CONTROLLER_INDEX: u32 = 255;
+
 fn arch_compatible(domain: &str, target: &str) -> bool {
     domain == target
         || matches!(
@@ -170,6 +173,33 @@ impl<'c> Work<'c> {
         // Controller indexes: missing ones get the lowest unused index of their type.
         let mut used: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
         for d in &self.devs {
+            if let DeviceKind::Controller(c) = &d.device.kind
+                && let Some(i) = c.index
+                && i > MAX_CONTROLLER_INDEX
+            {
+                return Err(dev_err(
+                    d,
+                    format!(
+                        "controller index {i} is out of range: a guest has at most {} buses",
+                        MAX_CONTROLLER_INDEX + 1
+                    ),
+                )
+                .attr("index", i.to_string()));
+            }
+            if let DeviceKind::Disk(k) = &d.device.kind
+                && let Address::Drive(a) = &d.device.address
+                && a.controller > MAX_CONTROLLER_INDEX
+            {
+                return Err(dev_err(
+                    d,
+                    format!(
+                        "disk '{}' refers to controller {}, which is out of range",
+                        k.dev, a.controller
+                    ),
+                )
+                .element("address")
+                .attr("controller", a.controller.to_string()));
+            }
             if let DeviceKind::Controller(c) = &d.device.kind
                 && let Some(i) = c.index
                 && !used.entry(c.ctype.clone()).or_default().insert(i)
@@ -442,6 +472,11 @@ impl<'c> Work<'c> {
                 })
                 .max();
             if let Some(max) = max {
+                if max > MAX_CONTROLLER_INDEX {
+                    return Err(Error::new(format!(
+                        "disks on bus '{bus}' need {bus} controller {max}, which is out of range"
+                    )));
+                }
                 for idx in 0..=max {
                     if !self.has_ctrl(bus, idx) {
                         let model = (bus == "scsi").then_some(scsi_default);
@@ -1088,6 +1123,7 @@ impl<'c> Work<'c> {
             function,
         };
         let mut claimed: Vec<(Loc, usize)> = Vec::new();
+        let mut done: Vec<Loc> = Vec::new();
         match self.family {
             Family::Pc => {
                 for (i, d) in self.devs.iter().enumerate() {
@@ -1128,8 +1164,14 @@ impl<'c> Work<'c> {
                                 "Primary SATA controller must have PCI address 0:0:1f.2".into(),
                             ));
                         }
+                        let collected = locs[i].is_some();
                         locs[i] = Some(want);
-                        claimed.push((want, i));
+                        if collected {
+                            // Reserved with the other document addresses already.
+                            done.push(want);
+                        } else {
+                            claimed.push((want, i));
+                        }
                     }
                 }
             }
@@ -1152,6 +1194,7 @@ impl<'c> Work<'c> {
                 None => reserve.push((*loc, Some(*i))),
             }
         }
+        reserve.retain(|(l, _)| !done.contains(l));
         reserve.sort();
         for (loc, owner) in reserve {
             if let Err(m) = set.reserve(loc, chip_flags, From::Config) {
@@ -1333,8 +1376,9 @@ impl<'c> Work<'c> {
                 .map_err(Error::new)?;
         }
         let have = self.pci_ctrls();
-        let mut idx = 1usize;
-        while idx < set.buses.len() {
+        let mut idx = 0usize;
+        while idx + 1 < set.buses.len() {
+            idx += 1;
             let bus = idx as u32;
             if !have.contains_key(&bus) {
                 let model = set.buses[idx].model;
@@ -1344,17 +1388,20 @@ impl<'c> Work<'c> {
                 }
                 let i = self.push(dev, Origin::AutoAdded);
                 self.devs[i].alias = names::controller_alias("pci", bus, false);
-                self.devs[i].attach = Attach::Pci;
                 let fl = model.rule().plugs_as;
                 self.flags.push(fl);
                 self.locs.push(None);
                 locs.push(None);
+                if model.is_root() {
+                    // A pSeries PHB: a root of its own, it takes no slot.
+                    continue;
+                }
+                self.devs[i].attach = Attach::Pci;
                 let loc = set
                     .reserve_next(fl)
                     .map_err(|m| dev_err(&self.devs[i], m))?;
                 locs[i] = Some(loc);
             }
-            idx += 1;
         }
 
         // Pass 2: the real assignment with the final controller list.
