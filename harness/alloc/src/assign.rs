@@ -448,7 +448,7 @@ impl<'c> Work<'c> {
     // ---------------------------------------------------------------- implicit devices
 
     fn add_implicit(&mut self, dom: &Domain) -> Result<(), Error> {
-        let existing: Vec<Device> = self.devs.iter().map(|d| d.device.clone()).collect();
+        let existing: Vec<&Device> = self.devs.iter().map(|d| &d.device).collect();
         for d in machine::default_devices(
             self.family,
             self.root,
@@ -1813,6 +1813,7 @@ impl<'c> Work<'c> {
             })
             .collect();
         added.sort();
+        let pci_controllers = self.pci_ctrls();
         Allocation {
             machine: self.machine,
             arch: self.arch,
@@ -1823,6 +1824,7 @@ impl<'c> Work<'c> {
             controllers_added: added.into_iter().map(|a| a.1).collect(),
             warnings: self.warnings,
             categories: self.categories,
+            pci_controllers,
         }
     }
 }

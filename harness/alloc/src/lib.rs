@@ -197,15 +197,16 @@ pub struct Allocation {
     pub warnings: Vec<String>,
     /// Bus categories the machine offers with `-nodefaults` (`floppy`, `isa`, `ide`, ...).
     pub categories: std::collections::BTreeSet<String>,
+    /// PCI controller index → position in `devices`.
+    pub pci_controllers: std::collections::BTreeMap<u32, usize>,
 }
 
 impl Allocation {
     /// The PCI controller with this index.
     pub fn pci_controller(&self, index: u32) -> Option<&Dev> {
-        self.devices.iter().find(|d| {
-            d.controller()
-                .is_some_and(|c| c.ctype == "pci" && c.index == Some(index))
-        })
+        self.pci_controllers
+            .get(&index)
+            .and_then(|&i| self.devices.get(i))
     }
 
     /// The controller of a type and index.

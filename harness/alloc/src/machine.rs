@@ -222,7 +222,7 @@ pub fn default_devices(
     root: Option<PciModel>,
     caps: &Snapshot,
     has_graphics: bool,
-    existing: &[Device],
+    existing: &[&Device],
 ) -> Vec<Device> {
     let mut out = Vec::new();
     let has_ctrl = |ty: &str, idx: u32| {

@@ -258,6 +258,38 @@ fn cannot_grow(flags: Flags) -> String {
     }
 }
 
+/// Why a device does not fit a bus (formatted only when reported).
+#[derive(Debug, Clone, Copy)]
+enum Misfit {
+    NotIntegrated,
+    NoAutoassign,
+    NoHotplug,
+    Type(Flags),
+}
+
+impl Misfit {
+    fn message(self, loc: Loc) -> String {
+        match self {
+            Misfit::NotIntegrated => {
+                format!("The device at PCI address {loc} needs to be an integrated device (bus=0)")
+            }
+            Misfit::NoAutoassign => format!(
+                "The device at PCI address {loc} was auto-assigned this address, but the PCI controller with index='{}' doesn't allow auto-assignment",
+                loc.bus
+            ),
+            Misfit::NoHotplug => format!(
+                "The device at PCI address {loc} requires hotplug capability, but the PCI controller with index='{}' doesn't support hotplug",
+                loc.bus
+            ),
+            Misfit::Type(dev) => format!(
+                "The device at PCI address {loc} cannot be plugged into the PCI controller with index='{}'. It requires a controller that accepts a {}.",
+                loc.bus,
+                dev.requirement_name()
+            ),
+        }
+    }
+}
+
 /// virDomainPCIAddressFlagsCompatible.
 fn flags_compatible(
     loc: Loc,
@@ -265,16 +297,18 @@ fn flags_compatible(
     dev_flags: Flags,
     from: From,
 ) -> Result<(), String> {
+    fits(loc.bus, bus_flags, dev_flags, from).map_err(|m| m.message(loc))
+}
+
+fn fits(bus: u32, bus_flags: Flags, dev_flags: Flags, from: From) -> Result<(), Misfit> {
     let mut bus_flags = bus_flags;
     let mut dev_flags = dev_flags;
     if dev_flags.any(Flags::INTEGRATED) {
-        if loc.bus == 0 {
+        if bus == 0 {
             // pcie-root refuses auto-placed endpoints, but integrated ones belong there.
             bus_flags = bus_flags.with(Flags::AUTOASSIGN);
         } else {
-            return Err(format!(
-                "The device at PCI address {loc} needs to be an integrated device (bus=0)"
-            ));
+            return Err(Misfit::NotIntegrated);
         }
     }
     match from {
@@ -291,37 +325,22 @@ fn flags_compatible(
         }
         From::Auto => {
             if dev_flags.any(Flags::AUTOASSIGN) && !bus_flags.any(Flags::AUTOASSIGN) {
-                return Err(format!(
-                    "The device at PCI address {loc} was auto-assigned this address, but the PCI controller with index='{}' doesn't allow auto-assignment",
-                    loc.bus
-                ));
+                return Err(Misfit::NoAutoassign);
             }
         }
     }
     if dev_flags.any(Flags::HOTPLUGGABLE) && !bus_flags.any(Flags::HOTPLUGGABLE) {
-        return Err(format!(
-            "The device at PCI address {loc} requires hotplug capability, but the PCI controller with index='{}' doesn't support hotplug",
-            loc.bus
-        ));
+        return Err(Misfit::NoHotplug);
     }
     if !dev_flags.and(bus_flags).any(Flags::TYPES_MASK) {
-        return Err(format!(
-            "The device at PCI address {loc} cannot be plugged into the PCI controller with index='{}'. It requires a controller that accepts a {}.",
-            loc.bus,
-            dev_flags.requirement_name()
-        ));
+        return Err(Misfit::Type(dev_flags));
     }
     Ok(())
 }
 
 /// virDomainPCIAddressFindUnusedFunctionOnBus for function 0 requests.
 fn find_on_bus(bus: &Bus, bus_idx: u32, flags: Flags) -> Option<Loc> {
-    let probe = Loc {
-        bus: bus_idx,
-        slot: bus.min_slot,
-        function: 0,
-    };
-    if flags_compatible(probe, bus.flags, flags, From::Auto).is_err() {
+    if fits(bus_idx, bus.flags, flags, From::Auto).is_err() {
         return None;
     }
     for slot in bus.min_slot..=bus.max_slot {

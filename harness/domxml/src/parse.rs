@@ -24,9 +24,13 @@ pub fn parse(xml: &str) -> Result<Domain, Error> {
             column: Some(pos.col),
         }
     })?;
+    let lines = std::iter::once(0)
+        .chain(xml.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     let p = Parser {
         doc: &doc,
         src: xml,
+        lines,
     };
     p.domain()
 }
@@ -34,14 +38,24 @@ pub fn parse(xml: &str) -> Result<Domain, Error> {
 struct Parser<'a, 'i> {
     doc: &'a Document<'i>,
     src: &'i str,
+    /// Byte offset of the start of each line.
+    lines: Vec<usize>,
 }
 
 impl<'a, 'i> Parser<'a, 'i> {
     fn pos(&self, n: Node<'_, '_>) -> TextPos {
-        let p = self.doc.text_pos_at(n.range().start);
+        self.pos_at(n.range().start)
+    }
+
+    /// Line and column (in characters) of a byte offset; roxmltree's own lookup scans
+    /// from the start of the document every time.
+    fn pos_at(&self, at: usize) -> TextPos {
+        let line = self.lines.partition_point(|&s| s <= at).max(1);
+        let start = self.lines[line - 1];
+        let column = self.src.get(start..at).map_or(0, |t| t.chars().count()) + 1;
         TextPos {
-            line: p.row,
-            column: p.col,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
         }
     }
 
@@ -55,9 +69,9 @@ impl<'a, 'i> Parser<'a, 'i> {
         let value = n.attribute(attr).unwrap_or_default();
         let mut e = self.err(n, message).attr(attr, value);
         if let Some(a) = n.attributes().find(|a| a.name() == attr) {
-            let p = self.doc.text_pos_at(a.range().start);
-            e.line = Some(p.row);
-            e.column = Some(p.col);
+            let p = self.pos_at(a.range().start);
+            e.line = Some(p.line);
+            e.column = Some(p.column);
         }
         e
     }

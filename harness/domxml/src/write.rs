@@ -67,7 +67,7 @@ pub fn write_back(
             }
             None => {
                 appended.push_str(&dev_indent);
-                appended.push_str(&device_xml(w.device, &dev_indent));
+                push_device(&mut appended, w.device, &dev_indent);
                 appended.push('\n');
             }
         }
@@ -249,9 +249,9 @@ fn start_tag(
 }
 
 /// Escapes text for an attribute value quoted with `'`.
-pub fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains(['&', '<', '>', '\'', '"']) {
-        return s.to_string();
+        return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -264,17 +264,24 @@ pub fn esc(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// The `<address>` element for an address (empty for [`Address::Absent`]).
 pub fn address_xml(a: &Address, indent: &str) -> String {
+    let mut t = String::with_capacity(96);
+    push_address(&mut t, a, indent);
+    t
+}
+
+fn push_address(t: &mut String, a: &Address, indent: &str) {
     match a {
-        Address::Absent => String::new(),
-        Address::None => "<address type='none'/>".into(),
-        Address::Unassigned => "<address type='unassigned'/>".into(),
+        Address::Absent => {}
+        Address::None => t.push_str("<address type='none'/>"),
+        Address::Unassigned => t.push_str("<address type='unassigned'/>"),
         Address::Pci(p) => {
-            let mut t = format!(
+            let _ = write!(
+                t,
                 "<address type='pci' domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'",
                 p.domain, p.bus, p.slot, p.function
             );
@@ -300,75 +307,117 @@ pub fn address_xml(a: &Address, indent: &str) -> String {
                     t.push_str("</address>");
                 }
             }
-            t
         }
-        Address::Ccw(c) => format!(
-            "<address type='ccw' cssid='0x{:x}' ssid='0x{:x}' devno='0x{:04x}'/>",
-            c.cssid, c.ssid, c.devno
-        ),
-        Address::Drive(d) => format!(
-            "<address type='drive' controller='{}' bus='{}' target='{}' unit='{}'/>",
-            d.controller, d.bus, d.target, d.unit
-        ),
-        Address::Other(t) => format!("<address type='{}'/>", esc(t)),
+        Address::Ccw(c) => {
+            let _ = write!(
+                t,
+                "<address type='ccw' cssid='0x{:x}' ssid='0x{:x}' devno='0x{:04x}'/>",
+                c.cssid, c.ssid, c.devno
+            );
+        }
+        Address::Drive(d) => {
+            let _ = write!(
+                t,
+                "<address type='drive' controller='{}' bus='{}' target='{}' unit='{}'/>",
+                d.controller, d.bus, d.target, d.unit
+            );
+        }
+        Address::Other(ty) => {
+            let _ = write!(t, "<address type='{}'/>", esc(ty));
+        }
     }
 }
 
 fn target_xml(t: &ControllerTarget, indent: &str) -> Option<String> {
-    let mut x = String::from("<target");
-    let mut any = false;
-    let mut num = |name: &str, v: Option<u32>, hex: bool| {
-        if let Some(v) = v {
-            any = true;
-            if hex {
-                let _ = write!(x, " {name}='0x{v:x}'");
-            } else {
-                let _ = write!(x, " {name}='{v}'");
-            }
-        }
-    };
-    num("chassisNr", t.chassis_nr, false);
-    num("chassis", t.chassis, false);
-    num("port", t.port, true);
-    num("busNr", t.bus_nr, false);
-    num("index", t.index, false);
+    let mut x = String::new();
+    push_target(&mut x, t, indent).then_some(x)
+}
+
+/// Writes `<target .../>`; false (and nothing written) when there is nothing to say.
+fn push_target(x: &mut String, t: &ControllerTarget, indent: &str) -> bool {
+    let any = t.chassis_nr.is_some()
+        || t.chassis.is_some()
+        || t.port.is_some()
+        || t.bus_nr.is_some()
+        || t.index.is_some()
+        || t.hotplug.is_some()
+        || t.numa_node.is_some();
+    if !any {
+        return false;
+    }
+    x.push_str("<target");
+    if let Some(v) = t.chassis_nr {
+        let _ = write!(x, " chassisNr='{v}'");
+    }
+    if let Some(v) = t.chassis {
+        let _ = write!(x, " chassis='{v}'");
+    }
+    if let Some(v) = t.port {
+        let _ = write!(x, " port='0x{v:x}'");
+    }
+    if let Some(v) = t.bus_nr {
+        let _ = write!(x, " busNr='{v}'");
+    }
+    if let Some(v) = t.index {
+        let _ = write!(x, " index='{v}'");
+    }
     if let Some(h) = t.hotplug {
-        any = true;
         x.push_str(if h { " hotplug='on'" } else { " hotplug='off'" });
     }
     match t.numa_node {
         Some(n) => {
             let _ = write!(x, ">\n{indent}  <node>{n}</node>\n{indent}</target>");
-            Some(x)
         }
-        None if any => {
-            x.push_str("/>");
-            Some(x)
-        }
-        None => None,
+        None => x.push_str("/>"),
     }
+    true
 }
 
 /// Serialises a device that does not come from the document (implicit or auto-added).
 pub fn device_xml(d: &Device, indent: &str) -> String {
-    let ci = format!("{indent}  ");
-    let mut children: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(256);
+    push_device(&mut out, d, indent);
+    out
+}
+
+fn push_device(out: &mut String, d: &Device, indent: &str) {
     let name = d.element();
-    let mut attrs = String::new();
+    let mut ci = String::with_capacity(indent.len() + 2);
+    ci.push_str(indent);
+    ci.push_str("  ");
+    let attr = |out: &mut String, k: &str, v: &str| {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("='");
+        out.push_str(&esc(v));
+        out.push('\'');
+    };
+    out.push('<');
+    out.push_str(name);
+    // Children are written after the start tag; collect which ones first.
+    let mut body = String::new();
+    let child = |body: &mut String, f: &dyn Fn(&mut String)| {
+        body.push_str(&ci);
+        f(body);
+        body.push('\n');
+    };
     match &d.kind {
         DeviceKind::Controller(c) => {
-            let _ = write!(attrs, " type='{}'", esc(&c.ctype));
+            attr(out, "type", &c.ctype);
             if let Some(i) = c.index {
-                let _ = write!(attrs, " index='{i}'");
+                let _ = write!(out, " index='{i}'");
             }
             if let Some(m) = &c.model {
-                let _ = write!(attrs, " model='{}'", esc(m));
+                attr(out, "model", m);
             }
             if let Some(n) = &c.model_name {
-                children.push(format!("<model name='{}'/>", esc(n)));
+                child(&mut body, &|b: &mut String| {
+                    let _ = write!(b, "<model name='{}'/>", esc(n));
+                });
             }
-            if let Some(t) = target_xml(&c.target, &ci) {
-                children.push(t);
+            let mut t = String::new();
+            if push_target(&mut t, &c.target, &ci) {
+                child(&mut body, &|b: &mut String| b.push_str(&t));
             }
         }
         DeviceKind::Memballoon(m)
@@ -378,51 +427,57 @@ pub fn device_xml(d: &Device, indent: &str) -> String {
         | DeviceKind::Iommu(m)
         | DeviceKind::Crypto(m) => {
             if let Some(model) = &m.model {
-                let _ = write!(attrs, " model='{}'", esc(model));
+                attr(out, "model", model);
             }
         }
         DeviceKind::Input(i) => {
-            let _ = write!(attrs, " type='{}'", esc(&i.itype));
+            attr(out, "type", &i.itype);
             if let Some(b) = &i.bus {
-                let _ = write!(attrs, " bus='{}'", esc(b));
+                attr(out, "bus", b);
             }
         }
         DeviceKind::Disk(k) => {
-            let _ = write!(attrs, " type='file' device='{}'", esc(&k.device));
-            let mut t = format!("<target dev='{}'", esc(&k.dev));
-            if let Some(b) = &k.bus {
-                let _ = write!(t, " bus='{}'", esc(b));
-            }
-            t.push_str("/>");
-            children.push(t);
+            out.push_str(" type='file'");
+            attr(out, "device", &k.device);
+            child(&mut body, &|b: &mut String| {
+                let _ = write!(b, "<target dev='{}'", esc(&k.dev));
+                if let Some(bus) = &k.bus {
+                    let _ = write!(b, " bus='{}'", esc(bus));
+                }
+                b.push_str("/>");
+            });
         }
         DeviceKind::Interface(i) => {
-            let _ = write!(attrs, " type='{}'", esc(&i.itype));
+            attr(out, "type", &i.itype);
             if let Some(m) = &i.model {
-                children.push(format!("<model type='{}'/>", esc(m)));
+                child(&mut body, &|b: &mut String| {
+                    let _ = write!(b, "<model type='{}'/>", esc(m));
+                });
             }
         }
         DeviceKind::Video(v) => {
             if let Some(m) = &v.model {
-                children.push(format!("<model type='{}'/>", esc(m)));
+                child(&mut body, &|b: &mut String| {
+                    let _ = write!(b, "<model type='{}'/>", esc(m));
+                });
             }
         }
-        DeviceKind::Sound(s) => {
-            let _ = write!(attrs, " model='{}'", esc(&s.model));
-        }
+        DeviceKind::Sound(s) => attr(out, "model", &s.model),
         _ => {}
     }
     if !matches!(d.address, Address::Absent) {
-        children.push(address_xml(&d.address, &ci));
+        child(&mut body, &|b: &mut String| {
+            push_address(b, &d.address, &ci)
+        });
     }
-    if children.is_empty() {
-        format!("<{name}{attrs}/>")
+    if body.is_empty() {
+        out.push_str("/>");
     } else {
-        let mut t = format!("<{name}{attrs}>\n");
-        for c in children {
-            let _ = writeln!(t, "{ci}{c}");
-        }
-        let _ = write!(t, "{indent}</{name}>");
-        t
+        out.push_str(">\n");
+        out.push_str(&body);
+        out.push_str(indent);
+        out.push_str("</");
+        out.push_str(name);
+        out.push('>');
     }
 }

@@ -186,7 +186,8 @@ impl Walk<'_> {
         parent: Option<PciModel>,
         expanders: &mut Vec<(u32, u32)>,
     ) {
-        let items = self.children.get(&bus_idx).cloned().unwrap_or_default();
+        // Every bus is walked once (bridges plug into lower-numbered buses).
+        let items = self.children.remove(&bus_idx).unwrap_or_default();
         let behind_port = parent.is_some_and(PciModel::is_pcie_port);
         let placement = if behind_port {
             Placement::PciePort

@@ -7,7 +7,9 @@ pub struct Opts(String);
 impl Opts {
     /// Starts with a bare first word (the driver or backend type).
     pub fn new(first: &str) -> Opts {
-        Opts(escape(first))
+        let mut s = String::with_capacity(96);
+        push_escaped(&mut s, first);
+        Opts(s)
     }
 
     /// Starts with `key=value` as the first item (for `-blockdev driver=...`).
@@ -20,7 +22,7 @@ impl Opts {
         self.0.push(',');
         self.0.push_str(key);
         self.0.push('=');
-        self.0.push_str(&escape(value.as_ref()));
+        push_escaped(&mut self.0, value.as_ref());
         self
     }
 
@@ -35,6 +37,15 @@ impl Opts {
     /// The finished string.
     pub fn finish(self) -> String {
         self.0
+    }
+}
+
+fn push_escaped(out: &mut String, v: &str) {
+    for (i, part) in v.split(',').enumerate() {
+        if i > 0 {
+            out.push_str(",,");
+        }
+        out.push_str(part);
     }
 }
 

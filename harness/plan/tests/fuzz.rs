@@ -1,0 +1,234 @@
+//! Property tests: parser, allocator and planner never panic, whatever the input, and
+//! every accepted plan is consistent (no address used twice, every bus exists, unique
+//! zPCI ids and CCW devnos, the xml2xml view plans to the same addresses).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+use proptest::prelude::*;
+use qconform_caps::Snapshot;
+
+fn corpus() -> &'static Vec<String> {
+    static C: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cases");
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path().join("domain.xml")).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        if v.is_empty() {
+            v.push(domain("x86_64", "q35", &nic("virtio", "")));
+        }
+        v
+    })
+}
+
+fn caps_for(i: usize) -> &'static Snapshot {
+    const ARCHES: [&str; 5] = ["x86_64", "s390x", "aarch64", "ppc64", "riscv64"];
+    snap(VERSIONS[i % 3], ARCHES[(i / 3) % 5])
+}
+
+/// Checks the invariants of an accepted plan.
+fn check(xml: &str, caps: &Snapshot) {
+    let Ok(p) = qconform_plan::plan(xml, caps) else {
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    let mut uids = BTreeSet::new();
+    let mut fids = BTreeSet::new();
+    let mut devnos = BTreeSet::new();
+    for (alias, a) in &p.devices {
+        match a.kind.as_str() {
+            "pci" => {
+                let key = (a.bus, a.slot, a.function);
+                assert!(
+                    seen.insert(key),
+                    "{alias}: {key:?} used twice\n{}",
+                    p.addresses_text()
+                );
+                assert!(a.bus_alias.is_some());
+                if let Some(u) = a.zpci_uid {
+                    assert!(u >= 1 && uids.insert(u), "{alias}: uid {u}");
+                    assert!(fids.insert(a.zpci_fid.unwrap()), "{alias}: fid");
+                }
+            }
+            "ccw" => assert!(devnos.insert(a.ccw_devno.clone()), "{alias}: devno"),
+            _ => {}
+        }
+    }
+    for l in &p.guest_pci {
+        assert_eq!(l.len(), "0000:00:00.0 0000: 0000:0000".len(), "{l}");
+    }
+    let again = qconform_plan::plan(&p.domain_xml, caps)
+        .unwrap_or_else(|e| panic!("xml2xml view refused: {e}\n{}", p.domain_xml));
+    assert_eq!(
+        p.devices, again.devices,
+        "xml2xml view moved devices\n{}",
+        p.domain_xml
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize, usize),
+    Insert(usize, String),
+    Number(usize, u32),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 1usize..8).prop_map(|(a, n)| Edit::Delete(a, n)),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                "<", ">", "/>", "'", "&", "<address type='pci'/>", "<zpci uid='0'/>",
+                "<address type='ccw' cssid='0xfe' ssid='0x0' devno='0x0001'/>",
+                "<address type='unassigned'/>", "<controller type='pci' model='pcie-root-port'/>",
+                "<interface type='user'><model type='e1000'/></interface>",
+                "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='6' slot='0x12' function='1'/></source></hostdev>",
+                " slot='0x1f'", " bus='0xff'", " function='7'", " multifunction='on'", " index='0'",
+                "\u{00e9}", "\u{1F600}",
+            ])
+            .prop_map(str::to_string)
+        )
+            .prop_map(|(a, s)| Edit::Insert(a, s)),
+        (any::<usize>(), any::<u32>()).prop_map(|(a, n)| Edit::Number(a, n)),
+    ]
+}
+
+fn apply(mut s: String, edits: &[Edit]) -> String {
+    for e in edits {
+        let len = s.len().max(1);
+        let at = |a: usize| {
+            let mut p = a % len;
+            while p > 0 && !s.is_char_boundary(p) {
+                p -= 1;
+            }
+            p.min(s.len())
+        };
+        match e {
+            Edit::Delete(a, n) => {
+                let p = at(*a);
+                let mut q = (p + n).min(s.len());
+                while !s.is_char_boundary(q) {
+                    q += 1;
+                }
+                s.replace_range(p..q, "");
+            }
+            Edit::Insert(a, t) => {
+                let p = at(*a);
+                s.insert_str(p, t);
+            }
+            Edit::Number(a, n) => {
+                // Replace the first digit run after the position by another number.
+                let p = at(*a);
+                if let Some(off) = s[p..].find(|c: char| c.is_ascii_digit()) {
+                    let start = p + off;
+                    let end = s[start..]
+                        .find(|c: char| !c.is_ascii_hexdigit() && c != 'x')
+                        .map_or(s.len(), |e| start + e);
+                    s.replace_range(start..end, &n.to_string());
+                }
+            }
+        }
+    }
+    s
+}
+
+/// A random device element with a random (often invalid) address.
+fn device() -> impl Strategy<Value = String> {
+    // Mostly no address (where the allocator works), sometimes explicit and sometimes
+    // out of range.
+    let addr = prop_oneof![
+        24 => Just(String::new()),
+        3 => Just("<address type='pci'/>".to_string()),
+        3 => (0u32..3, 0u32..33, 0u32..9, prop::option::of(any::<bool>())).prop_map(|(b, s, f, m)| {
+            let m = match m {
+                Some(true) => " multifunction='on'",
+                Some(false) => " multifunction='off'",
+                None => "",
+            };
+            format!("<address type='pci' domain='0' bus='{b}' slot='{s}' function='{f}'{m}/>")
+        }),
+        2 => (prop::option::of(0u32..70000), prop::option::of(0u32..4)).prop_map(|(u, f)| {
+            let u = u.map(|u| format!(" uid='{u}'")).unwrap_or_default();
+            let f = f.map(|f| format!(" fid='{f}'")).unwrap_or_default();
+            format!("<address type='pci'><zpci{u}{f}/></address>")
+        }),
+        1 => (0xfdu32..0x100, 0u32..5, 0u32..4).prop_map(|(c, s, d)| format!(
+            "<address type='ccw' cssid='{c}' ssid='{s}' devno='{d}'/>"
+        )),
+        1 => Just("<address type='unassigned'/>".to_string()),
+    ];
+    let body = prop_oneof![
+        prop::sample::select(vec!["virtio", "e1000", "e1000e", "rtl8139", "virtio-transitional"])
+            .prop_map(|m| format!("<interface type='user'><model type='{m}'/>{{A}}</interface>")),
+        (0u8..26).prop_map(|i| format!(
+            "<disk type='file' device='disk'><target dev='vd{}' bus='virtio'/>{{A}}</disk>",
+            (b'a' + i) as char
+        )),
+        (0u32..4, prop::sample::select(vec![
+            "pcie-root-port", "pci-bridge", "pcie-switch-upstream-port",
+            "pcie-switch-downstream-port", "pcie-to-pci-bridge", "dmi-to-pci-bridge",
+            "pci-expander-bus", "pcie-expander-bus", "pci-root", "pcie-root",
+        ]))
+        .prop_map(|(i, m)| format!("<controller type='pci' index='{i}' model='{m}'>{{A}}</controller>")),
+        (0u32..3).prop_map(|f| format!(
+            "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='6' slot='0x12' function='{f}'/></source>{{A}}</hostdev>"
+        )),
+        Just("<hostdev mode='subsystem' type='mdev' model='vfio-ccw'><source><address uuid='90c6c135-ad44-41d0-b1b7-bae47de48627'/></source>{A}</hostdev>".to_string()),
+        prop::sample::select(vec!["qemu-xhci", "piix3-uhci", "ich9-ehci1", "none"])
+            .prop_map(|m| format!("<controller type='usb' model='{m}'>{{A}}</controller>")),
+        Just("<controller type='scsi' model='virtio-scsi'>{A}</controller>".to_string()),
+        Just("<controller type='virtio-serial'>{A}</controller>".to_string()),
+        prop::sample::select(vec!["vga", "virtio", "qxl", "bochs", "none"])
+            .prop_map(|m| format!("<video><model type='{m}'/>{{A}}</video>")),
+        Just("<memballoon model='virtio'>{A}</memballoon>".to_string()),
+        Just("<rng model='virtio'><backend model='random'>/dev/urandom</backend>{A}</rng>".to_string()),
+        Just("<watchdog model='i6300esb'>{A}</watchdog>".to_string()),
+        Just("<sound model='ich9'>{A}</sound>".to_string()),
+        Just("<input type='tablet' bus='virtio'>{A}</input>".to_string()),
+        Just("<disk type='file' device='floppy'><target dev='fda'/>{A}</disk>".to_string()),
+        Just("<disk type='file' device='disk'><target dev='sda' bus='sata'/></disk>".to_string()),
+    ];
+    (body, addr).prop_map(|(b, a)| b.replace("{A}", &a))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_never_panics(s in ".{0,400}", i in 0usize..15) {
+        let _ = qconform_plan::plan(&s, caps_for(i));
+    }
+
+    #[test]
+    fn mutated_corpus_never_panics(c in any::<usize>(), i in 0usize..15, edits in prop::collection::vec(edit(), 1..6)) {
+        let cases = corpus();
+        let xml = apply(cases[c % cases.len()].clone(), &edits);
+        let _ = qconform_plan::plan(&xml, caps_for(i));
+    }
+
+    #[test]
+    fn generated_domains_are_consistent(
+        arch_machine in prop::sample::select(vec![
+            ("x86_64", "pc"), ("x86_64", "q35"), ("s390x", "s390-ccw-virtio"),
+            ("aarch64", "virt"), ("ppc64", "pseries"), ("riscv64", "virt"),
+        ]),
+        v in 0usize..3,
+        devices in prop::collection::vec(device(), 0..16),
+    ) {
+        let (arch, machine) = arch_machine;
+        let xml = domain(arch, machine, &devices.join("\n"));
+        check(&xml, snap(VERSIONS[v], arch));
+    }
+}
