@@ -796,6 +796,18 @@ pub fn observe_zpci(
             .map(|c| ClassObs::Code(*c))
             .or_else(|| dev.class_desc.clone().map(ClassObs::Desc))
             .unwrap_or(ClassObs::Desc(String::new()));
+        // Measured on s390x guests (7.2-11.1): a PCI bridge paired with a zpci device is
+        // not listed by the guest; only the functions behind it are, each under its uid.
+        let is_bridge = class == ClassObs::Code(0x0604)
+            || class == ClassObs::Desc(class_description(0x0604))
+            || dev.buses.iter().any(is_pci_bus);
+        let hidden = is_bridge.then(|| {
+            format!(
+                "QEMU pairs zpci uid {:#x} with PCI bridge {:?}, but an s390x guest lists no \
+                 bridges, only the functions behind them",
+                z.uid, z.target
+            )
+        });
         out.push(ObservedFunction {
             domain: z.uid,
             bus: 0,
@@ -805,7 +817,7 @@ pub fn observe_zpci(
             vendor,
             device,
             qdev_id: z.target.clone(),
-            hidden: None,
+            hidden,
         });
     }
     sort_observed(&mut out);
@@ -1045,6 +1057,21 @@ mod tests {
             }]
         );
         assert_eq!(render_observed(&[], &obs), ["0003:00:00.0 0200: 1af4:1000"]);
+
+        // A bridge with its own zpci device: QEMU has it, the guest does not list it.
+        let text = "bus: main-system-bus\n  type System\n  dev: s390-pcihost, id \"\"\n    bus: s390-pcibus.0\n      type s390-pcibus\n      dev: zpci, id \"zpci2\"\n        uid = 2 (0x2)\n        fid = 1 (0x1)\n        target = \"pci.1\"\n      dev: zpci, id \"zpci1\"\n        uid = 1 (0x1)\n        fid = 0 (0x0)\n        target = \"net0\"\n    bus: pci.0\n      type PCI\n      dev: pci-bridge, id \"pci.1\"\n        class PCI bridge, addr 00:01.0, pci id 1b36:0001 (sub 0000:0000)\n        bus: pci.1\n          type PCI\n          dev: virtio-net-pci, id \"net0\"\n            class Ethernet controller, addr 01:01.0, pci id 1af4:1041 (sub 1af4:1100)\n";
+        let tree = parse_qtree(text).expect("tree");
+        let mut bridge = dev(0, 1, 0x604, 0x1b36, 1, "pci.1");
+        bridge["pci_bridge"] = json!({"bus": {"number": 0, "secondary": 1, "subordinate": 1},
+            "devices": [dev(1, 1, 0x200, 0x1af4, 0x1041, "net0")]});
+        let (obs, _) = observe_zpci(&json!([{"bus": 0, "devices": [bridge]}]), &tree).expect("obs");
+        assert_eq!(render_observed(&[], &obs), ["0001:00:00.0 0200: 1af4:1041"]);
+        let hidden = hidden_functions(&obs);
+        assert_eq!(hidden.len(), 1);
+        assert!(
+            hidden[0].starts_with("0002:00:00.0 0604: 1b36:0001 (pci.1)"),
+            "{hidden:?}"
+        );
     }
 
     #[test]
