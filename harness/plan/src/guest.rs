@@ -4,7 +4,8 @@
 //! gets the next bus number when it is reached, its secondary bus being scanned right away
 //! (depth first, as SeaBIOS and Linux do). Identities come from the snapshot's recorded
 //! PCI IDs, at the placement that decides them (behind a PCIe root/downstream port or
-//! not). On s390x every function is alone in the PCI domain named by its zPCI uid.
+//! not). On s390x every endpoint is alone in the PCI domain named by its zPCI uid, and
+//! bridges are not listed at all.
 
 use std::collections::BTreeMap;
 
@@ -107,6 +108,11 @@ impl Walk<'_> {
             if d.attach != Attach::Pci || self.drivers.get(i).cloned().flatten().is_none() {
                 continue;
             }
+            // A bridge is not a zPCI function the guest is told about: measured on 7.2
+            // and 11.1, the guest lists only the endpoints, each in its own domain.
+            if d.pci_model().is_some() {
+                continue;
+            }
             let Some(uid) = d.pci().and_then(|p| p.zpci).and_then(|z| z.uid) else {
                 continue;
             };
@@ -161,19 +167,34 @@ impl Walk<'_> {
                 roots.push((n as u32 + 1, idx));
             }
         }
-        let mut expanders: Vec<(u32, u32)> = Vec::new();
+        let mut expanders: Vec<(u32, u32, PciModel)> = Vec::new();
         for (domain, idx) in roots {
             let mut next = 0u32;
             self.walk(domain, idx, 0, &mut next, None, &mut expanders);
         }
         expanders.sort();
-        for (bus_nr, idx) in expanders {
-            self.warnings.push(format!(
-                "pci.{idx}: bus numbers behind an expander bus are approximated (its root bus is {bus_nr:#04x})"
-            ));
+        for (bus_nr, idx, model) in expanders {
+            // An expander's root bus has the number given by busNr. Behind a conventional
+            // one (pxb) QEMU puts an internal pci-bridge at slot 0 and the devices on its
+            // secondary bus (measured on 11.1: bridge fe:00.0, device ff:00.0).
             let mut next = bus_nr;
             let mut more = Vec::new();
-            self.walk(0, idx, bus_nr, &mut next, None, &mut more);
+            if model == PciModel::PciExpanderBus {
+                let k = (0, bus_nr, 0, 0);
+                let id = self.caps.pci_id("pci-bridge", Placement::Root);
+                self.out.insert(k, line(k, id));
+                next += 1;
+                self.walk(
+                    0,
+                    idx,
+                    bus_nr + 1,
+                    &mut next,
+                    Some(PciModel::PciBridge),
+                    &mut more,
+                );
+            } else {
+                self.walk(0, idx, bus_nr, &mut next, None, &mut more);
+            }
         }
     }
 
@@ -184,7 +205,7 @@ impl Walk<'_> {
         guest_bus: u32,
         next: &mut u32,
         parent: Option<PciModel>,
-        expanders: &mut Vec<(u32, u32)>,
+        expanders: &mut Vec<(u32, u32, PciModel)>,
     ) {
         // Every bus is walked once (bridges plug into lower-numbered buses).
         let items = self.children.remove(&bus_idx).unwrap_or_default();
@@ -232,7 +253,7 @@ impl Walk<'_> {
                         PciModel::PciExpanderBus | PciModel::PcieExpanderBus => {
                             let bus_nr =
                                 d.controller().and_then(|c| c.target.bus_nr).unwrap_or(254);
-                            expanders.push((bus_nr, idx));
+                            expanders.push((bus_nr, idx, model));
                         }
                         PciModel::PciRoot | PciModel::PcieRoot => {}
                     }

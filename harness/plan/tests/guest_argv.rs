@@ -253,3 +253,25 @@ fn test_unmodelled_elements_are_kept_and_reported() {
     let p = ok(&xml, latest(X86));
     assert_eq!(addr(&p, "net0"), "pci 00:03.0 bus=pci.0");
 }
+
+/// Measured on 11.1: behind a pxb, QEMU's internal pci-bridge sits at slot 0 of the
+/// expander's root bus (busNr) and the devices on the bus after it.
+#[test]
+fn test_pxb_internal_bridge_in_the_guest_view() {
+    let devs = "    <controller type='pci' index='1' model='pci-expander-bus'><target busNr='254'/></controller>\n"
+        .to_string()
+        + &nic("e1000", &pci(1, 0, 0));
+    let p = ok(&bare(X86, "pc", &devs), latest(X86));
+    assert!(
+        p.guest_pci
+            .contains(&"0000:fe:00.0 0604: 1b36:0001".to_string()),
+        "{:?}",
+        p.guest_pci
+    );
+    assert!(
+        p.guest_pci
+            .contains(&"0000:ff:00.0 0200: 8086:100e".to_string()),
+        "{:?}",
+        p.guest_pci
+    );
+}

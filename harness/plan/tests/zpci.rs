@@ -165,6 +165,11 @@ fn test_a_pci_bridge_gets_its_own_zpci_device() {
     );
     let z = arg_pos(&p, "zpci2");
     assert!(p.argv[z + 2].starts_with("pci-bridge,chassis_nr=1,id=pci.1,"));
+    // Measured: the guest lists the endpoint in its own domain, never the bridge.
+    assert_eq!(
+        p.guest_pci,
+        vec!["0001:00:00.0 0200: 1af4:1041".to_string()]
+    );
 }
 
 #[test]
