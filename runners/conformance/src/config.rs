@@ -116,7 +116,7 @@ pub struct Config {
     pub caps_dir: PathBuf,
     /// Where trial records are written.
     pub results_dir: PathBuf,
-    /// Where caches (binary hashes) are kept.
+    /// Where caches (binary hashes) are kept (default `$HOME/.cache/qconform`).
     pub cache_dir: PathBuf,
     /// Rewrite goldens instead of comparing.
     pub bless: bool,
@@ -167,6 +167,12 @@ pub fn default_qemu_slots() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// Where caches (binary hashes) live by default: `$HOME/.cache/qconform`, beside the
+/// matrix, so every checkout and test process of the machine shares them.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    env_path("HOME").map(|h| h.join(".cache/qconform"))
+}
+
 /// Default guest assets root: `$QCONFORM_GUEST_ROOT`, else `$HOME/.cache/qconform/guest`.
 pub fn default_guest_root() -> Option<PathBuf> {
     env_path(GUEST_ROOT_ENV).or_else(|| env_path("HOME").map(|h| h.join(".cache/qconform/guest")))
@@ -202,7 +208,7 @@ impl Config {
             caps_dir: env_path(CAPS_ENV).unwrap_or_else(|| workspace.join("capsdata")),
             results_dir: env_path(RESULTS_ENV)
                 .unwrap_or_else(|| target_dir.join("qconform-results")),
-            cache_dir: target_dir.join("qconform-cache"),
+            cache_dir: default_cache_dir().unwrap_or_else(|| target_dir.join("qconform-cache")),
             bless: env_flag(BLESS_ENV),
             tiers,
             guest,

@@ -309,9 +309,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.cases.display()
         );
     }
-    let cache_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-        .join("qconform-cache");
+    let cache_dir = qconform_conformance::config::default_cache_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("qconform-cache"));
     let binaries = BinaryIndex::new(matrix_root.as_deref(), Some(&cache_dir));
 
     let mut rig_broken = false;
