@@ -39,9 +39,9 @@ Exit status:
   2  bad input: unreadable file, malformed XML, not a caps snapshot
 
 Examples:
-  qconform plan cases/zpci/auto/domain.xml --caps capsdata/caps_11.1.3_s390x.json
-  qconform plan guest.xml --caps capsdata/caps_7.2.22_x86_64.json --format json
-  qconform plan guest.xml --caps capsdata/caps_10.0.2_x86_64.json --xml")]
+  qconform plan cases/zpci-auto-uid-fid/domain.xml --caps capsdata/caps_11.1.3_s390x.json
+  qconform plan cases/q35-oracle-mixed/domain.xml --caps capsdata/caps_7.2.22_x86_64.json --format json
+  qconform plan cases/pcie-switch-oracle/domain.xml --caps capsdata/caps_10.0.2_x86_64.json --xml")]
 pub struct Args {
     /// Domain XML (libvirt format).
     pub domain: PathBuf,
