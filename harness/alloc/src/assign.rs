@@ -1688,8 +1688,9 @@ impl<'c> Work<'c> {
                 None => {
                     c.model_name = match model {
                         PciModel::PcieRoot => None,
-                        PciModel::PciRoot if idx == 0 => None,
+                        // Every pSeries PHB, the implicit one included, is named.
                         PciModel::PciRoot if pseries => Some("spapr-pci-host-bridge".into()),
+                        PciModel::PciRoot if idx == 0 => None,
                         PciModel::PciRoot => None,
                         PciModel::PcieRootPort => match root_port_device {
                             Some(n) => Some(n.to_string()),
@@ -1768,6 +1769,11 @@ impl<'c> Work<'c> {
                     }
                     lowest_bus_nr -= 2;
                     t.bus_nr = Some(lowest_bus_nr);
+                }
+                // libvirt gives the implicit PHB target index 0.
+                PciModel::PciRoot if pseries && idx == 0 && t.index.is_none() => {
+                    phb_used.insert(0);
+                    t.index = Some(0);
                 }
                 PciModel::PciRoot if pseries && idx > 0 && t.index.is_none() => {
                     let ti = (1..=30u32)

@@ -158,7 +158,9 @@ pub fn default_usb_model(family: Family, caps: &Snapshot) -> &'static str {
         Family::Pc => "piix3-uhci",
         Family::Q35 => first(&["qemu-xhci", "nec-xhci", "ich9-ehci1"], "none"),
         Family::ArmVirt | Family::RiscvVirt => first(&["qemu-xhci", "nec-xhci"], "none"),
-        Family::Pseries => first(&["pci-ohci", "qemu-xhci"], "none"),
+        // libvirt 9.0 and 12.8 both pick qemu-xhci first on pSeries (checked with
+        // define + dumpxml); pci-ohci only when the binary lacks qemu-xhci.
+        Family::Pseries => first(&["qemu-xhci", "pci-ohci"], "none"),
         Family::S390 | Family::Other => "none",
     }
 }

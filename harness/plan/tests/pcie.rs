@@ -255,6 +255,38 @@ fn test_pseries_places_everything_on_the_phb() {
     assert!(p.controllers_added.is_empty());
 }
 
+/// libvirt 9.0 and 12.8 (define + dumpxml) give a pSeries domain a qemu-xhci USB
+/// controller and name the implicit PHB, with target index 0; slots do not move.
+#[test]
+fn test_pseries_implicit_devices_match_libvirt() {
+    let xml = domain("ppc64", "pseries", &(nic("virtio", "") + &vdisk("vda", "")));
+    for v in VERSIONS {
+        let p = ok(&xml, snap(v, "ppc64"));
+        assert!(
+            device_arg(&p, "usb").starts_with("qemu-xhci,"),
+            "{v}: {}",
+            p.argv_text()
+        );
+        assert_eq!(addr(&p, "net0"), "pci 00:01.0 bus=pci.0", "{v}");
+        assert!(
+            p.domain_xml
+                .contains("<controller type='usb' index='0' model='qemu-xhci'>"),
+            "{v}:\n{}",
+            p.domain_xml
+        );
+        let root = "<controller type='pci' index='0' model='pci-root'>\n      <model name='spapr-pci-host-bridge'/>\n      <target index='0'/>\n    </controller>";
+        assert!(p.domain_xml.contains(root), "{v}:\n{}", p.domain_xml);
+        // The implicit PHB is the machine's own: never a -device.
+        assert!(
+            !p.argv
+                .iter()
+                .any(|a| a.starts_with("spapr-pci-host-bridge")),
+            "{v}: {}",
+            p.argv_text()
+        );
+    }
+}
+
 #[test]
 fn test_pseries_adds_a_phb_when_the_first_is_full() {
     // 31 slots on the first PHB; the spare slot kept in pass 1 already makes libvirt add
