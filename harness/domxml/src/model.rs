@@ -31,6 +31,10 @@ pub struct Domain {
     pub memory_slots: Option<u32>,
     /// Whether any `<graphics>` element is present.
     pub has_graphics: bool,
+    /// `<os><boot dev=...>` values in document order (`fd`, `hd`, `cdrom`, `network`);
+    /// empty when none is given (libvirt then boots from `hd` unless a device has
+    /// `<boot order>`).
+    pub boot_devs: Vec<String>,
     /// Every device under `<devices>` that we model, in document order.
     pub devices: Vec<Device>,
     /// Elements under `<devices>` we do not model, kept so that they can be reported.

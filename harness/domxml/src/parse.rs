@@ -151,6 +151,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             max_memory_kib: None,
             memory_slots: None,
             has_graphics: false,
+            boot_devs: Vec::new(),
             devices: Vec::new(),
             unmodelled: Vec::new(),
             host_pci: Vec::new(),
@@ -192,6 +193,19 @@ impl<'a, 'i> Parser<'a, 'i> {
             for d in devs.children().filter(Node::is_element) {
                 self.device(d, &mut dom)?;
             }
+        }
+        if !dom.boot_devs.is_empty()
+            && let Some(b) = root
+                .children()
+                .filter(|c| c.has_tag_name("os"))
+                .flat_map(|os| os.children())
+                .find(|c| c.has_tag_name("boot"))
+            && dom.devices.iter().any(|d| d.boot_order.is_some())
+        {
+            return Err(self.err(
+                b,
+                "per-device boot elements cannot be used together with os/boot elements",
+            ));
         }
         Ok(dom)
     }
@@ -259,6 +273,15 @@ impl<'a, 'i> Parser<'a, 'i> {
             dom.machine = t.attribute("machine").map(str::to_string);
             dom.src.os_type_start = Some(t.range().start..start_tag_end(self.src, t));
             dom.src.os_type_attrs = attr_ranges(t);
+        }
+        for b in os.children().filter(|c| c.has_tag_name("boot")) {
+            match b.attribute("dev") {
+                Some(v @ ("fd" | "hd" | "cdrom" | "network")) => dom.boot_devs.push(v.to_string()),
+                Some(v) => {
+                    return Err(self.attr_err(b, "dev", format!("unknown boot device '{v}'")));
+                }
+                None => return Err(self.err(b, "missing boot device")),
+            }
         }
         Ok(())
     }

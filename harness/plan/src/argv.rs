@@ -6,6 +6,8 @@
 //! ones that inherently need the host (vfio, vhost, 9p/virtiofs paths) are listed in
 //! `host_resources`.
 
+use std::collections::BTreeMap;
+
 use qconform_alloc::{Allocation, Attach, Dev, Family, PciModel};
 use qconform_caps::Snapshot;
 use qconform_domxml::{Address, DeviceKind, Domain};
@@ -43,6 +45,8 @@ struct B<'a> {
     blockdevs: usize,
     machine_opts: Vec<String>,
     fdc_added: bool,
+    /// Effective `bootindex` of each device (see [`boot_indexes`]).
+    boot: Vec<Option<u32>>,
 }
 
 type R<T> = Result<T, ArgvError>;
@@ -119,6 +123,7 @@ pub fn build(a: &Allocation, dom: &Domain, caps: &Snapshot) -> Result<Emitted, A
         blockdevs: 0,
         machine_opts: Vec::new(),
         fdc_added: false,
+        boot: boot_indexes(a, dom),
     };
     let mut order: Vec<usize> = (0..a.devices.len()).collect();
     order.sort_by_key(|&i| (emit_rank(&a.devices[i]), i));
@@ -158,6 +163,92 @@ pub fn build(a: &Allocation, dom: &Domain, caps: &Snapshot) -> Result<Emitted, A
     argv.extend(devices);
     b.out.argv = argv;
     Ok(b.out)
+}
+
+/// libvirt's effective boot index of each device. Per-device `<boot order>` wins; without
+/// it the `<os><boot dev>` list applies (`hd` alone when none is given): the position of
+/// `hd` goes to the first disk (or lun), `cdrom` to the first cdrom, `fd` to the first
+/// floppy, all in libvirt's disk order, and `network` to the first interface.
+fn boot_indexes(a: &Allocation, dom: &Domain) -> Vec<Option<u32>> {
+    let mut out: Vec<Option<u32>> = a.devices.iter().map(|d| d.device.boot_order).collect();
+    if out.iter().any(Option::is_some) {
+        return out;
+    }
+    let mut by_dev: BTreeMap<&str, u32> = BTreeMap::new();
+    let default = ["hd".to_string()];
+    let devs: &[String] = if dom.boot_devs.is_empty() {
+        &default
+    } else {
+        &dom.boot_devs
+    };
+    for (n, v) in devs.iter().enumerate() {
+        // A later repetition wins for disks, the first for the network, as in libvirt.
+        let pos = u32::try_from(n + 1).unwrap_or(u32::MAX);
+        if v == "network" {
+            by_dev.entry("network").or_insert(pos);
+        } else {
+            by_dev.insert(v.as_str(), pos);
+        }
+    }
+    for i in libvirt_disk_order(a) {
+        let DeviceKind::Disk(k) = &a.devices[i].device.kind else {
+            continue;
+        };
+        let key = match k.device.as_str() {
+            "cdrom" => "cdrom",
+            "floppy" => "fd",
+            _ => "hd",
+        };
+        if let Some(b) = by_dev.remove(key) {
+            out[i] = Some(b);
+        }
+    }
+    if let Some(b) = by_dev.remove("network")
+        && let Some(i) = a
+            .devices
+            .iter()
+            .position(|d| matches!(d.device.kind, DeviceKind::Interface(_)))
+    {
+        out[i] = Some(b);
+    }
+    out
+}
+
+/// Disks in libvirt's list order: each disk, in document order, goes before the first
+/// disk of its bus with a higher target index, else after the last disk of its bus,
+/// else at the end (virDomainDiskInsert).
+fn libvirt_disk_order(a: &Allocation) -> Vec<usize> {
+    let key = |i: usize| match &a.devices[i].device.kind {
+        DeviceKind::Disk(k) => (
+            k.bus.clone().unwrap_or_default(),
+            qconform_alloc::disk_index(&k.dev).unwrap_or(u32::MAX),
+        ),
+        _ => (String::new(), u32::MAX),
+    };
+    let mut order: Vec<usize> = Vec::new();
+    for (i, d) in a.devices.iter().enumerate() {
+        if !matches!(d.device.kind, DeviceKind::Disk(_)) {
+            continue;
+        }
+        let (bus, idx) = key(i);
+        let mut at: Option<usize> = None;
+        for (p, &j) in order.iter().enumerate().rev() {
+            let (jbus, jidx) = key(j);
+            if jbus != bus {
+                continue;
+            }
+            if jidx > idx {
+                at = Some(p);
+            } else if at.is_none() {
+                at = Some(p + 1);
+            }
+        }
+        match at {
+            Some(p) => order.insert(p, i),
+            None => order.push(i),
+        }
+    }
+    order
 }
 
 /// `-m` is only needed when memory devices need slots.
@@ -245,7 +336,7 @@ impl B<'_> {
         self.out.drivers[i] = Some(driver.to_string());
         let d = &self.a.devices[i];
         let mut o = props.kv("id", &d.alias);
-        if let Some(b) = d.device.boot_order {
+        if let Some(b) = self.boot.get(i).copied().flatten() {
             o = o.kv("bootindex", b.to_string());
         }
         let (mut v, o) = self.place(i, o);

@@ -62,7 +62,7 @@ fn test_ide_only_where_the_machine_has_it() {
     let p = ok(&bare(X86, "pc", d), latest(X86));
     assert_eq!(
         device_arg(&p, "ide0-0-0"),
-        "ide-hd,bus=ide.0,unit=0,drive=drive-ide0-0-0,id=ide0-0-0"
+        "ide-hd,bus=ide.0,unit=0,drive=drive-ide0-0-0,id=ide0-0-0,bootindex=1"
     );
     let e = err(&bare(X86, "q35", d), latest(X86));
     assert!(e.message.contains("IDE controllers are unsupported"), "{e}");

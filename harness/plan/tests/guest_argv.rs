@@ -275,3 +275,68 @@ fn test_pxb_internal_bridge_in_the_guest_view() {
         p.guest_pci
     );
 }
+
+/// The `-device` argument's `bootindex`, if any.
+fn bootindex(p: &qconform_plan::Plan, id: &str) -> Option<String> {
+    device_arg(p, id)
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("bootindex="))
+        .map(str::to_string)
+}
+
+fn with_os_boot(xml: &str, devs: &[&str]) -> String {
+    let boots: String = devs
+        .iter()
+        .map(|d| format!("    <boot dev='{d}'/>\n"))
+        .collect();
+    xml.replace("  </os>", &format!("{boots}  </os>"))
+}
+
+fn disk_of(device: &str, dev: &str, bus: &str, extra: &str) -> String {
+    format!(
+        "    <disk type='file' device='{device}'>\n      <source file='/var/lib/libvirt/images/{dev}.img'/>\n      <target dev='{dev}' bus='{bus}'/>\n      {extra}\n    </disk>\n"
+    )
+}
+
+/// libvirt's boot order (libvirt-oracle.md cases (a) and (b): `bootindex 1` on
+/// virtio-disk0 without any `<boot>`): `<os><boot dev='hd'/>` is the default, its
+/// position goes to the first disk in libvirt's disk order; `<os><boot>` entries and
+/// per-device `<boot order>` are honoured.
+#[test]
+fn test_default_boot_index_follows_libvirt() {
+    let caps = latest(X86);
+    // Default: the first disk in libvirt's order (vda sorts before vdb), not the first
+    // in the document; NICs get none.
+    let devs = vdisk("vdb", "") + &vdisk("vda", "") + &nic("virtio", "");
+    let p = ok(&domain(X86, "q35", &devs), caps);
+    assert_eq!(bootindex(&p, "virtio-disk0").as_deref(), Some("1"));
+    assert_eq!(bootindex(&p, "virtio-disk1"), None);
+    assert_eq!(bootindex(&p, "net0"), None);
+
+    // <os><boot> list: positions go to the first cdrom, disk and NIC.
+    let devs = disk_of("disk", "sda", "sata", "")
+        + &disk_of("cdrom", "sdb", "sata", "")
+        + &disk_of("cdrom", "sdc", "sata", "")
+        + &nic("virtio", "");
+    let xml = with_os_boot(&domain(X86, "q35", &devs), &["cdrom", "network", "hd"]);
+    let p = ok(&xml, caps);
+    assert_eq!(bootindex(&p, "sata0-0-1").as_deref(), Some("1"));
+    assert_eq!(bootindex(&p, "sata0-0-2"), None);
+    assert_eq!(bootindex(&p, "net0").as_deref(), Some("2"));
+    assert_eq!(bootindex(&p, "sata0-0-0").as_deref(), Some("3"));
+
+    // Per-device <boot order> replaces the default entirely.
+    let devs = vdisk("vda", "") + &nic("virtio", "<boot order='1'/>");
+    let p = ok(&domain(X86, "q35", &devs), caps);
+    assert_eq!(bootindex(&p, "net0").as_deref(), Some("1"));
+    assert_eq!(bootindex(&p, "virtio-disk0"), None);
+
+    // Both at once is libvirt's error.
+    let xml = with_os_boot(&domain(X86, "q35", &devs), &["hd"]);
+    let e = err(&xml, caps);
+    assert!(
+        e.to_string()
+            .contains("per-device boot elements cannot be used together with os/boot elements"),
+        "{e}"
+    );
+}
