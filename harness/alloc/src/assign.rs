@@ -21,6 +21,7 @@ pub(crate) fn run(dom: &Domain, caps: &Snapshot) -> Result<Allocation, Error> {
     w.add_implicit(dom)?;
     w.classify()?;
     w.name()?;
+    w.warn_undescribed_hosts();
     w.check_fit()?;
     w.assign_pci()?;
     w.assign_zpci()?;
@@ -643,6 +644,16 @@ impl<'c> Work<'c> {
             self.devs[i].attach = attach;
         }
         self.locs = vec![None; self.devs.len()];
+        Ok(())
+    }
+
+    /// Warns about PCI host devices placed as PCI Express only because nothing describes
+    /// them. Runs after naming, so each warning starts with the device's alias.
+    fn warn_undescribed_hosts(&mut self) {
+        let ctx = Ctx {
+            base: self.base(),
+            host: &self.host,
+        };
         if ctx.base.pci != ctx.base.pcie {
             for d in &self.devs {
                 let host = match &d.device.kind {
@@ -663,7 +674,6 @@ impl<'c> Work<'c> {
                 }
             }
         }
-        Ok(())
     }
 
     // ---------------------------------------------------------------- names

@@ -64,6 +64,18 @@ fn test_partial_assignment_on_q35_gives_each_function_a_root_port() {
             .iter()
             .any(|w| w.contains("0000:06:12.0") && w.contains("PCI Express"))
     );
+    // Each such warning names its device.
+    let host: Vec<&String> = p
+        .warnings
+        .iter()
+        .filter(|w| w.contains("is not described"))
+        .collect();
+    assert_eq!(host.len(), 2, "{:?}", p.warnings);
+    assert!(
+        host[0].starts_with("hostdev0: host device 0000:06:12.0 "),
+        "{host:?}"
+    );
+    assert!(host[1].starts_with("hostdev2: host device "), "{host:?}");
 }
 
 #[test]
