@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use qconform_caps::{MachineCaps, Snapshot};
 
 use crate::EXIT_USAGE;
+use crate::snapshot_arg::{resolve_snapshot, snapshot_files, version_key};
 
 /// Arguments of `qconform caps`.
 #[derive(Debug, clap::Args)]
@@ -121,75 +122,6 @@ fn load(path: &Path) -> anyhow::Result<Snapshot> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Snapshot::from_json(&text).with_context(|| format!("{}", path.display()))
-}
-
-/// All snapshot files of a directory, sorted by name.
-fn snapshot_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read snapshot directory {}", dir.display()))?;
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("caps_") && n.ends_with(".json"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// `caps_11.1.3_x86_64.json` → (`11.1.3`, `x86_64`).
-fn file_id(path: &Path) -> Option<(String, String)> {
-    let name = path.file_name()?.to_str()?;
-    let core = name.strip_prefix("caps_")?.strip_suffix(".json")?;
-    let (v, a) = core.split_once('_')?;
-    Some((v.to_owned(), a.to_owned()))
-}
-
-fn version_key(v: &str) -> Vec<u64> {
-    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
-}
-
-/// Resolves a path or a short id (`11.1/x86_64`, `11.1.3_x86_64`) to a snapshot file.
-fn resolve_snapshot(spec: &str, dir: &Path) -> anyhow::Result<PathBuf> {
-    let p = Path::new(spec);
-    if p.is_file() {
-        return Ok(p.to_path_buf());
-    }
-    let core = spec.trim_start_matches("caps_").trim_end_matches(".json");
-    let Some((version, arch)) = core.split_once(['/', '_', ' ']) else {
-        bail!("{spec:?} is neither a file nor a snapshot id like 11.1/x86_64");
-    };
-    let files = snapshot_files(dir)?;
-    let mut matches: Vec<(Vec<u64>, PathBuf)> = files
-        .iter()
-        .filter_map(|f| {
-            let (v, a) = file_id(f)?;
-            let prefix_ok = v == version || v.starts_with(&format!("{version}."));
-            (a == arch && prefix_ok).then(|| (version_key(&v), f.clone()))
-        })
-        .collect();
-    matches.sort();
-    match matches.pop() {
-        Some((_, f)) => Ok(f),
-        None => {
-            let known: Vec<String> = files
-                .iter()
-                .filter_map(|f| file_id(f).map(|(v, a)| format!("{v}/{a}")))
-                .collect();
-            bail!(
-                "no snapshot {version}/{arch} in {} (have: {})",
-                dir.display(),
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )
-        }
-    }
 }
 
 fn list(dir: &Path) -> anyhow::Result<ExitCode> {

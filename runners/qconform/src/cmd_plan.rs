@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use qconform_plan::{PlanErrorKind, plan};
 
+use crate::snapshot_arg::resolve_snapshot;
 use crate::{EXIT_FAILED, EXIT_USAGE};
 
 /// Output format.
@@ -40,14 +41,20 @@ Exit status:
 
 Examples:
   qconform plan cases/zpci-auto-uid-fid/domain.xml --caps capsdata/caps_11.1.3_s390x.json
+  qconform plan cases/fit-floppy-pc/domain.xml --caps 11.1/x86_64
   qconform plan cases/q35-oracle-mixed/domain.xml --caps capsdata/caps_7.2.22_x86_64.json --format json
   qconform plan cases/pcie-switch-oracle/domain.xml --caps capsdata/caps_10.0.2_x86_64.json --xml")]
 pub struct Args {
     /// Domain XML (libvirt format).
     pub domain: PathBuf,
-    /// Caps snapshot to plan against (capsdata/caps_<version>_<arch>.json).
+    /// Caps snapshot to plan against: a file (capsdata/caps_<version>_<arch>.json) or a
+    /// short id resolved in --caps-dir: 11.1/x86_64, 11.1.3_x86_64, 7.2/s390x (a version
+    /// prefix matches the newest snapshot with that prefix).
     #[arg(long, value_name = "SNAPSHOT")]
-    pub caps: PathBuf,
+    pub caps: String,
+    /// Directory short snapshot ids are resolved in.
+    #[arg(long, value_name = "DIR", default_value = "capsdata")]
+    pub caps_dir: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -60,10 +67,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Args {
         domain,
-        caps: caps_path,
+        caps: caps_spec,
+        caps_dir,
         format,
         xml: with_xml,
     } = args;
+    let caps_path = match resolve_snapshot(&caps_spec, &caps_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("qconform plan: --caps: {e:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
     let xml = std::fs::read_to_string(&domain)
         .with_context(|| format!("cannot read domain XML {}", domain.display()))?;
     let caps_text = std::fs::read_to_string(&caps_path)

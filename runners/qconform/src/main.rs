@@ -13,6 +13,7 @@ mod cmd_plan;
 mod cmd_probe;
 mod cmd_report;
 mod cmd_run;
+mod snapshot_arg;
 
 /// Exit status for "the product failed" (a check disagreed).
 pub const EXIT_FAILED: u8 = 1;
