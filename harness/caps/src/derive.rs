@@ -365,7 +365,8 @@ fn pci_function(d: &Value) -> Option<PciFunction> {
 }
 
 /// Placement of a `pci_identity` key: the part before `:` (`root`, `pcie-port`,
-/// `root:qxl-vga` for a type retried alone).
+/// `root:qxl-vga` for a type retried alone, `root:pxb@pc` for a type the reference
+/// machine's root bus refuses, read alone on a fallback machine's root bus).
 pub fn placement_of_key(key: &str) -> Option<Placement> {
     match key.split(':').next() {
         Some("root") => Some(Placement::Root),

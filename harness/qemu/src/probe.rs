@@ -16,7 +16,9 @@
 //!    `root` placement (the machine's default PCI bus) and at `pcie-port` (each device behind
 //!    its own `pcie-root-port`, where the binary has one). A type QEMU refuses is dropped from
 //!    the batch with QEMU's message (found by its `-device` option string on stderr, or by
-//!    halving the batch when QEMU does not say) and then tried once on its own.
+//!    halving the batch when QEMU does not say) and then tried once on its own. A type the
+//!    root bus refuses even alone is tried alone on the architecture's fallback machines
+//!    ([`identity_fallback_machines`], e.g. i440fx for `pxb`), still as `root`.
 //!
 //! Every launch goes through a shared semaphore so the number of QEMU processes stays
 //! bounded whatever the number of binaries and machines.
@@ -228,6 +230,16 @@ pub fn identity_machine(arch: &str) -> Option<&'static str> {
         "ppc64" => Some("pseries"),
         "s390x" => Some("s390-ccw-virtio"),
         _ => None,
+    }
+}
+
+/// Machines tried, in order, for a type the reference machine's root bus refuses even alone
+/// (x86: `pxb` needs a conventional root bus, q35's is PCI Express). The identity read there
+/// is recorded at the `root` placement under the key `root:TYPE@MACHINE`.
+pub fn identity_fallback_machines(arch: &str) -> &'static [&'static str] {
+    match arch {
+        "x86_64" | "i386" => &["pc"],
+        _ => &[],
     }
 }
 
@@ -901,6 +913,8 @@ struct IdentityContext {
 
 struct IdentityPlan {
     machine: Option<String>,
+    /// Fallback machines of the architecture the binary has.
+    fallback: Vec<String>,
     types: Vec<String>,
     pcie_port: bool,
 }
@@ -913,6 +927,15 @@ fn identity_plan(basic: &Basic, arch: &str, machines: &[(String, Option<String>)
                 .any(|(n, a)| n == m || a.as_deref() == Some(*m))
         })
         .map(str::to_owned);
+    let fallback: Vec<String> = identity_fallback_machines(arch)
+        .iter()
+        .filter(|m| {
+            machines
+                .iter()
+                .any(|(n, a)| n == *m || a.as_deref() == Some(**m))
+        })
+        .map(|m| (*m).to_owned())
+        .collect();
     let concrete: BTreeSet<&str> = basic
         .qom_types
         .as_array()
@@ -940,6 +963,7 @@ fn identity_plan(basic: &Basic, arch: &str, machines: &[(String, Option<String>)
     let pcie_port = concrete.contains("pcie-root-port") && !no_user.contains("pcie-root-port");
     IdentityPlan {
         machine,
+        fallback,
         types,
         pcie_port,
     }
@@ -971,6 +995,32 @@ async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<Stri
     while let Some(j) = set.join_next().await {
         if let Ok(m) = j {
             out.extend(m);
+        }
+    }
+    // Types the root bus refused even alone: try them alone on the fallback machines, in
+    // order, until one starts (every attempt is recorded).
+    let refused: Vec<String> = plan
+        .types
+        .iter()
+        .filter(|t| {
+            out.get(&format!("root:{t}"))
+                .is_some_and(|p| p.outcome != LaunchOutcome::Started)
+        })
+        .cloned()
+        .collect();
+    ctx.tracker.add(refused.len() * plan.fallback.len());
+    for ty in refused {
+        for m in &plan.fallback {
+            let probe =
+                match identity_launch(&ctx, m, "root", None, std::slice::from_ref(&ty)).await {
+                    IdentityRun::Started(p) => p,
+                    IdentityRun::Refused { probe, .. } => probe,
+                };
+            let started = probe.outcome == LaunchOutcome::Started;
+            out.insert(format!("root:{ty}@{m}"), probe);
+            if started {
+                break;
+            }
         }
     }
     out
