@@ -130,3 +130,25 @@ fn test_machine_fit_facts_from_recorded_data() {
             .is_some_and(|e| e.contains("canon-a1100-rom1.bin"))
     );
 }
+
+/// q35's PCI Express root bus refuses `pxb`; its identity is read on i440fx's `pci.0` and
+/// recorded at the `root` placement (the host bridge 1b36:0009).
+#[test]
+fn test_pxb_identity_comes_from_the_fallback_machine() {
+    let all = snapshots();
+    let mut seen = 0;
+    for (path, _, s) in &all {
+        if s.probe.arch != "x86_64" {
+            continue;
+        }
+        seen += 1;
+        let id = s
+            .pci_id("pxb", qconform_caps::Placement::Root)
+            .unwrap_or_else(|| panic!("{}: no root identity for pxb", path.display()));
+        assert_eq!((id.vendor, id.device, id.class), (0x1b36, 0x0009, 0x0600));
+        let fallback = &s.raw.pci_identity["root:pxb@pc"];
+        assert_eq!(fallback.outcome, qconform_caps::LaunchOutcome::Started);
+        assert!(fallback.argv.iter().any(|a| a.starts_with("pc")));
+    }
+    assert!(seen >= 3, "{seen} x86_64 snapshots");
+}
