@@ -55,24 +55,18 @@ pub struct Error {
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)?;
-        let mut parts = Vec::new();
-        if let Some(e) = &self.element {
-            parts.push(format!("element <{e}>"));
-        }
-        if let Some(a) = &self.attribute {
-            parts.push(match &self.value {
-                Some(v) => format!("attribute {a}='{v}'"),
-                None => format!("attribute {a}"),
-            });
-        }
-        if let (Some(l), Some(c)) = (self.line, self.column) {
-            parts.push(format!("line {l}, column {c}"));
-        }
-        if !parts.is_empty() {
-            write!(f, " ({})", parts.join(", "))?;
-        }
-        Ok(())
+        std::fmt::Display::fmt(
+            &qconform_domxml::Located {
+                message: &self.message,
+                element: self.element.as_deref(),
+                attribute: self.attribute.as_deref(),
+                value: self.value.as_deref(),
+                lone_value: false,
+                line: self.line,
+                column: self.column,
+            },
+            f,
+        )
     }
 }
 

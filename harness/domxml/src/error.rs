@@ -68,17 +68,56 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        fmt::Display::fmt(
+            &Located {
+                message: &self.message,
+                element: self.element.as_deref(),
+                attribute: self.attribute.as_deref(),
+                value: self.value.as_deref(),
+                lone_value: true,
+                line: self.line,
+                column: self.column,
+            },
+            f,
+        )
+    }
+}
+
+/// A message with the place it concerns, displayed as
+/// `message (element <e>, attribute a='v', line L, column C)`; unknown parts are left out,
+/// and the parenthesis too when nothing is known. Shared by the error types of the crates
+/// that report problems in a domain document, so that they all read the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located<'a> {
+    /// One sentence saying what is wrong.
+    pub message: &'a str,
+    /// Element name.
+    pub element: Option<&'a str>,
+    /// Attribute name.
+    pub attribute: Option<&'a str>,
+    /// Offending value; shown with its attribute as `attribute a='v'`.
+    pub value: Option<&'a str>,
+    /// Whether a value without an attribute is shown as `value 'v'` (otherwise left out).
+    pub lone_value: bool,
+    /// 1-based line; the position is shown only when line and column are both known.
+    pub line: Option<u32>,
+    /// 1-based column.
+    pub column: Option<u32>,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)?;
         let mut parts: Vec<String> = Vec::new();
-        if let Some(e) = &self.element {
+        if let Some(e) = self.element {
             parts.push(format!("element <{e}>"));
         }
-        if let Some(a) = &self.attribute {
-            match &self.value {
+        if let Some(a) = self.attribute {
+            match self.value {
                 Some(v) => parts.push(format!("attribute {a}='{v}'")),
                 None => parts.push(format!("attribute {a}")),
             }
-        } else if let Some(v) = &self.value {
+        } else if let (Some(v), true) = (self.value, self.lone_value) {
             parts.push(format!("value '{v}'"));
         }
         if let (Some(l), Some(c)) = (self.line, self.column) {
@@ -92,3 +131,45 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::Located;
+
+    fn located(lone_value: bool) -> Located<'static> {
+        Located {
+            message: "bad",
+            element: Some("address"),
+            attribute: None,
+            value: Some("0x20"),
+            lone_value,
+            line: Some(3),
+            column: None,
+        }
+    }
+
+    #[test]
+    fn lone_value_is_shown_only_when_asked_and_position_needs_both_parts() {
+        assert_eq!(
+            located(true).to_string(),
+            "bad (element <address>, value '0x20')"
+        );
+        assert_eq!(located(false).to_string(), "bad (element <address>)");
+        let full = Located {
+            attribute: Some("slot"),
+            column: Some(7),
+            ..located(false)
+        };
+        assert_eq!(
+            full.to_string(),
+            "bad (element <address>, attribute slot='0x20', line 3, column 7)"
+        );
+        let bare = Located {
+            element: None,
+            value: None,
+            line: None,
+            ..located(true)
+        };
+        assert_eq!(bare.to_string(), "bad");
+    }
+}
