@@ -6,13 +6,12 @@
 //! nextest run does not hash 20–60 MB binaries again.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 use qconform_qemu::matrix::{MatrixEntry, read_matrix};
-use sha2::{Digest, Sha256};
+use qconform_qemu::probe::sha256_file;
 
 use crate::snapshots::LoadedSnapshot;
 
@@ -140,7 +139,7 @@ impl BinaryIndex {
         {
             return Ok(h.clone());
         }
-        let hash = hash_file(path)?;
+        let hash = sha256_file(path)?;
         if let Ok(mut c) = self.cache.lock() {
             c.insert(key, (size, mtime, hash.clone()));
             if let Some(f) = &self.cache_file {
@@ -150,20 +149,6 @@ impl BinaryIndex {
         }
         Ok(hash)
     }
-}
-
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn parse_cache(text: &str) -> BTreeMap<String, (u64, u128, String)> {
