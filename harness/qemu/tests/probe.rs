@@ -2,7 +2,7 @@
 //! ones, and recorded (never fatal) failures for machines that abort, hang or speak no QMP.
 //! Skipped with a message when the QEMU matrix is not installed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,19 +14,8 @@ use qconform_qemu::probe::{
 };
 use tokio::sync::Semaphore;
 
-fn matrix_or_skip(test: &str) -> Option<Vec<MatrixEntry>> {
-    match matrix::installed() {
-        Ok(m) if !m.is_empty() => Some(m),
-        Ok(_) => {
-            eprintln!("{test}: skipped: the QEMU matrix is empty");
-            None
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: {e}");
-            None
-        }
-    }
-}
+mod common;
+use common::{group_gone, matrix_or_skip, script, script_pid};
 
 fn target(e: &MatrixEntry) -> ProbeTarget {
     ProbeTarget {
@@ -41,42 +30,6 @@ fn glob(g: &str) -> MachineSelection {
 
 async fn probe(t: &ProbeTarget, config: &ProbeConfig) -> Result<Snapshot, ProbeError> {
     probe_binary(t, config, Arc::new(Semaphore::new(2)), Arc::new(|_| {})).await
-}
-
-fn group_gone(pgid: u32) -> bool {
-    let Some(pid) = i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return true;
-    };
-    for _ in 0..250 {
-        if rustix::process::test_kill_process_group(pid).is_err() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join(name);
-    let body = format!(
-        "#!/bin/sh\necho $$ > '{}'\n{body}",
-        dir.join("pid").display()
-    );
-    std::fs::write(&p, body).expect("write script");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    p
-}
-
-fn script_pid(dir: &Path) -> u32 {
-    std::fs::read_to_string(dir.join("pid"))
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

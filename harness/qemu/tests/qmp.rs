@@ -2,26 +2,14 @@
 //! against programs that are not QEMU. Tests that need the matrix print why they are skipped
 //! when it is absent (CI installs it, so they run there).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use qconform_qemu::matrix::{self, MatrixEntry};
 use qconform_qemu::{Qemu, QemuError, Timeouts};
 use serde_json::json;
 
-fn matrix_or_skip(test: &str) -> Option<Vec<MatrixEntry>> {
-    match matrix::installed() {
-        Ok(m) if !m.is_empty() => Some(m),
-        Ok(_) => {
-            eprintln!("{test}: skipped: the QEMU matrix is empty");
-            None
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: {e}");
-            None
-        }
-    }
-}
+mod common;
+use common::{group_alive, group_exists, matrix_or_skip, script, script_pid};
 
 fn base_args() -> Vec<String> {
     [
@@ -37,41 +25,6 @@ fn base_args() -> Vec<String> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect()
-}
-
-/// Whether any process of the group still exists, after giving the system up to 5 s to
-/// reap what was killed (a killed grandchild stays a zombie member until init reaps it).
-fn group_alive(pgid: u32) -> bool {
-    for _ in 0..250 {
-        if !group_exists(pgid) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
-}
-
-fn group_exists(pgid: u32) -> bool {
-    let Some(pid) = i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    rustix::process::test_kill_process_group(pid).is_ok()
-}
-
-/// Writes an executable shell script that first records its pid in `<dir>/pid`.
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join(name);
-    let body = format!(
-        "#!/bin/sh\necho $$ > '{}'\n{body}",
-        dir.join("pid").display()
-    );
-    std::fs::write(&p, body).expect("write script");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    p
 }
 
 fn short() -> Timeouts {
@@ -182,12 +135,7 @@ async fn test_hang_before_greeting_times_out_and_leaves_nothing() {
 /// Whether the process group of a fake script (which wrote its pid, also its pgid, to
 /// `pid` in its directory) still has members.
 fn script_group_alive(dir: &Path) -> bool {
-    let pid: u32 = std::fs::read_to_string(dir.join("pid"))
-        .expect("script wrote its pid")
-        .trim()
-        .parse()
-        .expect("pid");
-    group_alive(pid)
+    group_alive(script_pid(dir))
 }
 
 #[tokio::test]
