@@ -66,28 +66,14 @@ usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
 }
 
-# ---- logging and timing (same conventions as install-matrix.sh) ------------------------------
+# ---- logging and timing (lib.sh: log, die, step, quietly; Debian mirror: source_uri) ---------
 
-now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+LOGS=$ROOT/logs
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 T_START=$(now_ms)
-log() { printf '[%s %s] %s\n' "$PROG" "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-fmt_ms() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 
-CURRENT_STEP=
-STEP_T0=0
-step() { # step NAME CMD...; a failure ends the script via errexit, the EXIT trap names the step
-  local name=$1; shift
-  CURRENT_STEP=$name
-  STEP_T0=$(now_ms)
-  log "step $name: start"
-  "$@"
-  local dt=$(($(now_ms) - STEP_T0))
-  CURRENT_STEP=
-  mkdir -p "$ROOT/logs"
-  printf '%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$(fmt_ms "$dt")" >>"$ROOT/logs/timings.tsv"
-  log "step $name: done in $(fmt_ms "$dt")s"
-}
 on_exit() {
   local rc=$?
   if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
@@ -96,56 +82,10 @@ on_exit() {
 }
 trap on_exit EXIT
 
-quietly() { # quietly NAME CMD...: output to logs/NAME.log, its tail on failure
-  local name=$1; shift
-  mkdir -p "$ROOT/logs"
-  if ! "$@" >"$ROOT/logs/$name.log" 2>&1; then
-    log "command failed: $*"
-    tail -n 40 "$ROOT/logs/$name.log" | sed 's/^/    /' >&2
-    return 1
-  fi
-}
-
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" >"$1.tmp"; mv "$1.tmp" "$1"; }
 
 # ---- Debian mirror (same rules as install-matrix.sh) -----------------------------------------
-
-# source_uri SUITE: first URI of an enabled `deb` source (deb822 or one-line) that serves SUITE.
-source_uri() {
-  local suite=$1 f
-  {
-    for f in /etc/apt/sources.list.d/*.sources; do
-      [ -f "$f" ] || continue
-      awk -v want="$suite" '
-        function flush() {
-          if (types ~ /(^| )deb( |$)/ && enabled != "no" && (" " suites " ") ~ (" " want " ") && uri != "")
-            print uri
-          types = ""; suites = ""; uri = ""; enabled = ""
-        }
-        /^[[:space:]]*#/ { next }
-        /^[[:space:]]*$/ { flush(); next }
-        {
-          key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^[[:space:]]+/, "")
-          if (key == "types") types = $0
-          else if (key == "suites") suites = $0
-          else if (key == "enabled") enabled = tolower($0)
-          else if (key == "uris") { split($0, u, /[[:space:]]+/); uri = u[1] }
-        }
-        END { flush() }' "$f"
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-      [ -f "$f" ] || continue
-      awk -v want="$suite" '
-        $1 != "deb" { next }
-        {
-          i = 2
-          if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-          if ($(i + 1) == want) print $i
-        }' "$f"
-    done
-  } | head -n 1 | sed 's#/*$##'
-}
 
 mirrors() { # sets MIRROR and SECURITY_MIRROR
   MIRROR=${QCONFORM_DEBIAN_MIRROR:-$(source_uri bookworm)}

@@ -61,31 +61,13 @@ usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
 }
 
-# ---- logging and timing ----------------------------------------------------------------------
+# ---- logging and timing (lib.sh: log, die, step, quietly; Debian mirror: source_uri) ---------
 
-now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 T_START=$(now_ms)
-log() { printf '[%s %s] %s\n' "$PROG" "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-fmt_ms() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 
-# step NAME CMD...: run one step, log start/end with its wall time, append to logs/timings.tsv.
-# (No `|| rc=$?` here: that would switch off `set -e` inside the step. A failing step ends the
-# script through errexit and the EXIT trap names it.)
-CURRENT_STEP=
-STEP_T0=0
-step() {
-  local name=$1; shift
-  CURRENT_STEP=$name
-  STEP_T0=$(now_ms)
-  log "step $name: start"
-  "$@"
-  local dt=$(($(now_ms) - STEP_T0))
-  CURRENT_STEP=
-  mkdir -p "$LOGS"
-  printf '%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$(fmt_ms "$dt")" >>"$LOGS/timings.tsv"
-  log "step $name: done in $(fmt_ms "$dt")s"
-}
 BG_PID=
 on_exit() {
   local rc=$?
@@ -101,17 +83,6 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# quietly NAME CMD...: run CMD with its output in logs/NAME.log; show the log tail on failure
-quietly() {
-  local name=$1; shift
-  mkdir -p "$LOGS"
-  if ! "$@" >"$LOGS/$name.log" 2>&1; then
-    log "command failed: $*"
-    tail -n 40 "$LOGS/$name.log" | sed 's/^/    /' >&2
-    return 1
-  fi
-}
-
 need_root() {
   [ "$(id -u)" -eq 0 ] || die "$1 needs root (run as root, or finish the install once as root)"
 }
@@ -121,42 +92,6 @@ stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$STAMPS"; printf '%s\n' "$2" >"$STAMPS/$1.tmp"; mv "$STAMPS/$1.tmp" "$STAMPS/$1"; }
 
 # ---- Debian mirror ---------------------------------------------------------------------------
-
-# source_uri SUITE: first URI of an enabled `deb` source (deb822 or one-line) that serves SUITE.
-source_uri() {
-  local suite=$1 f
-  {
-    for f in /etc/apt/sources.list.d/*.sources; do
-      [ -f "$f" ] || continue
-      awk -v want="$suite" '
-        function flush() {
-          if (types ~ /(^| )deb( |$)/ && enabled != "no" && (" " suites " ") ~ (" " want " ") && uri != "")
-            print uri
-          types = ""; suites = ""; uri = ""; enabled = ""
-        }
-        /^[[:space:]]*#/ { next }
-        /^[[:space:]]*$/ { flush(); next }
-        {
-          key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^[[:space:]]+/, "")
-          if (key == "types") types = $0
-          else if (key == "suites") suites = $0
-          else if (key == "enabled") enabled = tolower($0)
-          else if (key == "uris") { split($0, u, /[[:space:]]+/); uri = u[1] }
-        }
-        END { flush() }' "$f"
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-      [ -f "$f" ] || continue
-      awk -v want="$suite" '
-        $1 != "deb" { next }
-        {
-          i = 2
-          if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-          if ($(i + 1) == want) print $i
-        }' "$f"
-    done
-  } | head -n 1 | sed 's#/*$##'
-}
 
 MIRROR=${QCONFORM_DEBIAN_MIRROR:-}
 mirror() {
