@@ -35,7 +35,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum CapsError {
     /// The text is not JSON, or it does not have the shape of a snapshot.
     #[error("not a caps snapshot: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// The file was written by a different layout version.
     #[error("snapshot schema_version {found} is not supported (this build reads {expected})")]
     SchemaVersion {
@@ -46,7 +46,21 @@ pub enum CapsError {
     },
     /// The stored index does not follow from the raw replies.
     #[error("index cannot be derived from raw replies: {0}")]
-    Derive(#[from] DeriveError),
+    Derive(DeriveError),
+}
+
+// The inner errors are part of the message, not `source()`: callers that print the whole
+// chain (`{:#}`) would otherwise show the same text twice.
+impl From<serde_json::Error> for CapsError {
+    fn from(e: serde_json::Error) -> CapsError {
+        CapsError::Json(e)
+    }
+}
+
+impl From<DeriveError> for CapsError {
+    fn from(e: DeriveError) -> CapsError {
+        CapsError::Derive(e)
+    }
 }
 
 /// One caps snapshot: probe metadata, raw replies and the derived index.
