@@ -415,10 +415,12 @@ pub async fn boot(
         .kill_on_drop(true)
         .process_group(0);
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| GuestError::Spawn {
-        program: program.to_path_buf(),
-        source,
-    })?;
+    let mut child = crate::qmp::spawn_not_busy(&mut cmd)
+        .await
+        .map_err(|source| GuestError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })?;
     let pgid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())

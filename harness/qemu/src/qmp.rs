@@ -257,10 +257,12 @@ impl Qemu {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|source| QemuError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let mut child = spawn_not_busy(&mut cmd)
+            .await
+            .map_err(|source| QemuError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         let pgid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())
@@ -730,5 +732,26 @@ fn shorten(s: &str) -> String {
         let mut out: String = s.chars().take(MAX).collect();
         out.push_str("...");
         out
+    }
+}
+
+/// Spawns `cmd`, retrying briefly while the program file is "busy" (`ETXTBSY`).
+///
+/// Linux refuses to execute a file that some process holds open for writing. A launcher or
+/// script that was written a moment ago can still be open in a child forked concurrently by
+/// another thread of this process (until that child execs), so a short retry turns that
+/// race into a delay instead of a spurious launch failure.
+pub(crate) async fn spawn_not_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
     }
 }
