@@ -3,10 +3,11 @@
 
 use std::fmt::Write as _;
 
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::diff::{CapsDiff, DiffSet, ListDiff, SnapshotRef};
+use crate::page::{anchor_id, diff_block, document};
 
 /// Output format of `qconform diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,34 +451,12 @@ fn md_escape(s: &str) -> String {
     out
 }
 
-/// A `<pre>` block with each line of a unified diff classed by its kind.
-pub fn diff_block(unified: &str) -> Markup {
-    html! {
-        pre.diff {
-            @for line in unified.lines() {
-                @let class = if line.starts_with("+++") || line.starts_with("---") {
-                    "h"
-                } else if line.starts_with("@@") {
-                    "at"
-                } else if line.starts_with('+') {
-                    "add"
-                } else if line.starts_with('-') {
-                    "del"
-                } else {
-                    "ctx"
-                };
-                span class=(class) { (line) } "\n"
-            }
-        }
-    }
-}
-
 /// Anchor id of a diff in a page (`diff-<arch>-<old>-<new>`, sanitised).
 pub fn diff_anchor(d: &CapsDiff) -> String {
-    crate::html::anchor_id(&format!("diff-{}", d.key()))
+    anchor_id(&format!("diff-{}", d.key()))
 }
 
-/// HTML fragment for one diff, for embedding in a page that carries [`crate::html::CSS`].
+/// HTML fragment for one diff, for embedding in a page that carries [`crate::page::CSS`].
 /// Long sections are collapsed in `<details>`.
 pub fn html_fragment(d: &CapsDiff) -> Markup {
     let secs = sections(d);
@@ -513,16 +492,7 @@ pub fn html_page(set: &DiffSet) -> String {
         [one] => format!("qconform caps diff {} → {}", one.old.id, one.new.id),
         _ => "qconform caps diff".to_owned(),
     };
-    let page = html! {
-        (maud::DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style { (PreEscaped(crate::html::CSS)) }
-            }
-            body {
+    let body = html! {
                 h1 { (title) }
                 @if set.diffs.len() > 1 {
                     nav { ul { @for d in &set.diffs {
@@ -535,8 +505,6 @@ pub fn html_page(set: &DiffSet) -> String {
                     h2 { "Unpaired snapshots" }
                     ul { @for l in &unpaired { li { (l) } } }
                 }
-            }
-        }
     };
-    page.into_string()
+    document(&title, None, body)
 }
