@@ -506,5 +506,5 @@ pub fn html_page(set: &DiffSet) -> String {
                     ul { @for l in &unpaired { li { (l) } } }
                 }
     };
-    document(&title, None, body)
+    document(&title, None, &body)
 }

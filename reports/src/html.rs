@@ -392,7 +392,7 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                 }
                 @for d in diffs { (html_fragment(d)) }
     };
-    document(title, Some("top"), body)
+    document(title, Some("top"), &body)
 }
 
 fn trial_block(r: &TrialRecord, id: &str) -> Markup {

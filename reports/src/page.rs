@@ -112,7 +112,7 @@ pub fn diff_block(unified: &str) -> Markup {
 
 /// A whole self-contained page: doctype, `<head>` with charset, viewport, `title` and the
 /// [`CSS`], then `body` (with `body_id` as the body's id when given).
-pub fn document(title: &str, body_id: Option<&str>, body: Markup) -> String {
+pub fn document(title: &str, body_id: Option<&str>, body: &Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
