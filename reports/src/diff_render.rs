@@ -69,6 +69,30 @@ fn opt_text(v: Option<&str>) -> &str {
     v.unwrap_or("(none)")
 }
 
+/// A PCI identity, or `(none)` with QEMU's reason when the snapshot kept one.
+fn id_text(v: Option<&str>, reason: Option<&str>) -> String {
+    match (v, reason) {
+        (Some(v), _) => v.to_owned(),
+        (None, Some(r)) => format!("(none; QEMU: {r})"),
+        (None, None) => "(none)".to_owned(),
+    }
+}
+
+/// Lines `removed (<reason>): a, b, c`, one per distinct reason.
+fn reason_lines(reasons: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (name, why) in reasons {
+        by_reason.entry(why).or_default().push(name.clone());
+    }
+    by_reason
+        .into_iter()
+        .map(|(why, mut names)| {
+            names.sort_by(|a, b| crate::diff::natural_cmp(a, b));
+            format!("removed ({why}): {}", name_list(&names, 12))
+        })
+        .collect()
+}
+
 /// A section of a diff: a title and its lines (plain text; `unified` blocks kept apart
 /// so each format can fence or colour them).
 struct Section {
@@ -132,6 +156,7 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             s.lines.extend(mt.added.iter().map(|a| format!("+ {a}")));
             s.lines.extend(mt.removed.iter().map(|r| format!("- {r}")));
         }
+        s.lines.extend(reason_lines(&mt.removed_reasons));
         out.push(s);
     }
     if d.default_machine.is_some() || !d.aliases.is_empty() {
@@ -166,8 +191,8 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
                     "{} @ {}: {} -> {}",
                     c.device,
                     c.placement,
-                    opt_text(c.old.as_deref()),
-                    opt_text(c.new.as_deref())
+                    id_text(c.old.as_deref(), c.old_reason.as_deref()),
+                    id_text(c.new.as_deref(), c.new_reason.as_deref())
                 )
             })
             .collect();
@@ -264,7 +289,9 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             unified: Vec::new(),
         });
     }
-    if let Some(s) = list_section("Device types", &d.device_types) {
+    if let Some(mut s) = list_section("Device types", &d.device_types) {
+        s.lines
+            .extend(reason_lines(&d.device_types_removed_reasons));
         out.push(s);
     }
     if let Some(s) = list_section("no-user device types", &d.no_user) {
@@ -297,7 +324,12 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             lines.push(format!("{}:", p.device));
             if let Some(c) = &p.present {
                 let word = |b: bool| if b { "present" } else { "absent" };
-                lines.push(format!("  type {} -> {}", word(c.old), word(c.new)));
+                let why = p
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" (QEMU: {r})"))
+                    .unwrap_or_default();
+                lines.push(format!("  type {} -> {}{why}", word(c.old), word(c.new)));
             }
             for a in &p.added {
                 let def = a
