@@ -1,7 +1,7 @@
 //! Step 4: how each device attaches (PCI with its connect flags, CCW, unassigned, other),
 //! and the checks that go with the attachment.
 
-use qconform_domxml::{Address, DeviceKind};
+use qconform_domxml::Address;
 
 use super::{Work, dev_err};
 use crate::classify::{self, Ctx};
@@ -10,7 +10,7 @@ use crate::rules::{BaseFlags, Flags, PciModel};
 use crate::{Attach, Error};
 
 impl Work<'_> {
-    pub(super) fn base(&self) -> BaseFlags {
+    fn base(&self) -> BaseFlags {
         BaseFlags::new(
             self.root == Some(PciModel::PcieRoot),
             self.features.virtio_variants,
@@ -27,10 +27,7 @@ impl Work<'_> {
         for i in 0..self.devs.len() {
             let d = &self.devs[i];
             let kind = &d.device.kind;
-            let is_vfio_ccw = matches!(kind, DeviceKind::Hostdev(h)
-                if h.htype == "mdev" && h.model.as_deref() == Some("vfio-ccw"));
-            let is_vfio_ap = matches!(kind, DeviceKind::Hostdev(h)
-                if h.htype == "mdev" && h.model.as_deref() == Some("vfio-ap"));
+            let is_vfio_ccw = classify::is_vfio_ccw(kind);
             if is_vfio_ccw && !self.features.vfio_ccw {
                 return Err(dev_err(
                     d,
@@ -40,8 +37,7 @@ impl Work<'_> {
             let pci_flags = classify::pci_flags(kind, &d.device.address, &ctx);
             let attach = match &d.device.address {
                 Address::Unassigned => {
-                    let pci_hostdev = matches!(kind, DeviceKind::Hostdev(h) if h.htype == "pci");
-                    if !pci_hostdev {
+                    if !classify::is_pci_hostdev(kind) {
                         return Err(dev_err(
                             d,
                             "address type 'unassigned' is only supported for PCI host devices",
@@ -108,7 +104,7 @@ impl Work<'_> {
                             ),
                         ));
                     }
-                    if is_vfio_ap {
+                    if classify::is_vfio_ap(kind) {
                         Attach::Other
                     } else if s390 && classify::ccw_default(kind, self.features.vfio_ccw) {
                         Attach::Ccw
@@ -120,21 +116,7 @@ impl Work<'_> {
                     }
                 }
             };
-            // virtio variants need the QEMU devices, and have no CCW form.
-            let variant = match kind {
-                DeviceKind::Disk(k) => k.model.as_deref(),
-                DeviceKind::Interface(n) => n.model.as_deref(),
-                DeviceKind::Memballoon(m) | DeviceKind::Rng(m) => m.model.as_deref(),
-                DeviceKind::Input(n) => n.model.as_deref(),
-                DeviceKind::Filesystem(fs) => fs.model.as_deref(),
-                DeviceKind::Vsock(v) => v.model.as_deref(),
-                DeviceKind::Controller(c) if c.ctype != "pci" => c.model.as_deref(),
-                _ => None,
-            };
-            if matches!(
-                variant,
-                Some("virtio-transitional") | Some("virtio-non-transitional")
-            ) {
+            if classify::wants_virtio_variant(kind) {
                 if attach == Attach::Ccw {
                     return Err(dev_err(
                         d,
@@ -163,10 +145,8 @@ impl Work<'_> {
         };
         if ctx.base.pci != ctx.base.pcie {
             for d in &self.devs {
-                let host = match &d.device.kind {
-                    DeviceKind::Hostdev(h) if h.htype == "pci" => h.host_pci,
-                    DeviceKind::Interface(n) if n.itype == "hostdev" => n.host_pci,
-                    _ => continue,
+                let Some(host) = classify::host_pci_device(&d.device.kind) else {
+                    continue;
                 };
                 if d.attach == Attach::Pci
                     && matches!(d.device.address, Address::Absent | Address::None)

@@ -4,7 +4,8 @@
 
 use qconform_domxml::DeviceKind;
 
-use super::{Work, dev_err};
+use super::{Work, addr_err, dev_err};
+use crate::classify;
 use crate::machine::Family;
 use crate::pci::{AddrSet, From, Loc};
 use crate::rules::{Flags, PciModel};
@@ -20,10 +21,7 @@ impl Work<'_> {
             && c.index == Some(0)
             && loc.bus == 0
             && loc.slot == 1
-            && ((c.ctype == "ide" && loc.function == 1)
-                || (c.ctype == "usb"
-                    && c.model.as_deref() == Some("piix3-uhci")
-                    && loc.function == 2))
+            && classify::piix3_function(c) == Some(loc.function)
     }
 
     /// Built-in PCI functions of the machine on bus 0, from the snapshot or the family.
@@ -73,21 +71,19 @@ impl Work<'_> {
                     if c.index != Some(0) {
                         continue;
                     }
-                    let (want, msg) = match (c.ctype.as_str(), c.model.as_deref()) {
-                        ("ide", _) => (
-                            l(1, 1),
-                            "Primary IDE controller must have PCI address 0:0:1.1",
-                        ),
-                        ("usb", Some("piix3-uhci")) => (
-                            l(1, 2),
-                            "PIIX3 USB controller at index 0 must have PCI address 0:0:1.2",
-                        ),
-                        _ => continue,
+                    let Some(function) = classify::piix3_function(c) else {
+                        continue;
+                    };
+                    let want = l(1, function);
+                    let msg = if c.ctype == "ide" {
+                        "Primary IDE controller must have PCI address 0:0:1.1"
+                    } else {
+                        "PIIX3 USB controller at index 0 must have PCI address 0:0:1.2"
                     };
                     if let Some(have) = locs[i]
                         && have != want
                     {
-                        return Err(self.addr_err(d, msg.into()));
+                        return Err(addr_err(d, msg.into()));
                     }
                     locs[i] = Some(want);
                     claimed.push((want, i));
@@ -101,7 +97,7 @@ impl Work<'_> {
                         if let Some(have) = locs[i]
                             && have != want
                         {
-                            return Err(self.addr_err(
+                            return Err(addr_err(
                                 d,
                                 "Primary SATA controller must have PCI address 0:0:1f.2".into(),
                             ));
@@ -152,7 +148,7 @@ impl Work<'_> {
                     None => "a built-in device of the machine".to_string(),
                 };
                 return Err(match other {
-                    Some(j) => self.addr_err(
+                    Some(j) => addr_err(
                         &self.devs[j],
                         format!("{m}: {loc} is taken by {what} on '{}'", self.machine),
                     ),
@@ -203,10 +199,11 @@ impl Work<'_> {
 
         // First ich9 sound card → 00:1b.0 if free (q35).
         if self.family == Family::Q35 {
-            let first =
-                self.devs.iter().enumerate().find(
-                    |(_, d)| matches!(&d.device.kind, DeviceKind::Sound(s) if s.model == "ich9"),
-                );
+            let first = self
+                .devs
+                .iter()
+                .enumerate()
+                .find(|(_, d)| classify::is_ich9_sound(&d.device.kind));
             if let Some((i, d)) = first {
                 let want = l(0x1b, 0);
                 if locs[i].is_none() && d.attach == Attach::Pci && !set.slot_in_use(want) {
@@ -219,7 +216,7 @@ impl Work<'_> {
         Ok(())
     }
 
-    pub(super) fn primary_video(&self) -> Option<usize> {
+    fn primary_video(&self) -> Option<usize> {
         let videos: Vec<usize> = self
             .devs
             .iter()
@@ -232,11 +229,6 @@ impl Work<'_> {
             .copied()
             .find(|&i| matches!(&self.devs[i].device.kind, DeviceKind::Video(v) if v.primary))
             .or_else(|| videos.first().copied())?;
-        match &self.devs[primary].device.kind {
-            DeviceKind::Video(v) if matches!(v.model.as_deref(), Some("none") | Some("ramfb")) => {
-                None
-            }
-            _ => Some(primary),
-        }
+        (!classify::is_slotless_video(&self.devs[primary].device.kind)).then_some(primary)
     }
 }

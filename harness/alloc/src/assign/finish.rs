@@ -106,7 +106,7 @@ impl Work<'_> {
         Ok(())
     }
 
-    pub(super) fn controller_defaults(&mut self) -> Result<(), Error> {
+    fn controller_defaults(&mut self) -> Result<(), Error> {
         let pseries = self.family == Family::Pseries;
         let root_port_device = self.features.root_port_device;
         // pSeries PHB target indexes in use.
@@ -165,7 +165,6 @@ impl Work<'_> {
                         PciModel::PcieRoot => None,
                         // Every pSeries PHB, the implicit one included, is named.
                         PciModel::PciRoot if pseries => Some("spapr-pci-host-bridge".into()),
-                        PciModel::PciRoot if idx == 0 => None,
                         PciModel::PciRoot => None,
                         PciModel::PcieRootPort => match root_port_device {
                             Some(n) => Some(n.to_string()),

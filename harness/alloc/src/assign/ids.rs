@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use qconform_domxml::{Address, CcwAddress, PciAddress, Zpci};
 
 use super::{Work, dev_err};
-use crate::classify::{self};
+use crate::classify;
 use crate::{Attach, Dev, Error};
 
 impl Work<'_> {
@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn test_lowest_free() {
+    fn test_lowest_free() {
         let s: BTreeSet<u32> = [1, 2, 4].into_iter().collect();
         assert_eq!(lowest_free(&s, 1, 10), Some(3));
         assert_eq!(lowest_free(&s, 0, 10), Some(0));

@@ -22,7 +22,7 @@ impl Work<'_> {
         i
     }
 
-    pub(super) fn has_ctrl(&self, ty: &str, idx: u32) -> bool {
+    fn has_ctrl(&self, ty: &str, idx: u32) -> bool {
         self.devs.iter().any(|d| {
             d.controller()
                 .is_some_and(|c| c.ctype == ty && c.index == Some(idx))

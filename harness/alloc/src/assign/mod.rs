@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use qconform_caps::Snapshot;
-use qconform_domxml::{Domain, PciAddress, TextPos};
+use qconform_domxml::{Address, Domain, PciAddress, TextPos};
 
 use crate::machine::{Family, Features};
 use crate::pci::Loc;
@@ -88,6 +88,17 @@ fn dev_err(d: &Dev, msg: impl Into<String>) -> Error {
         format!("{}: {m}", d.alias)
     };
     Error::new(m).element(d.device.element()).at(d.device.pos)
+}
+
+/// An error about a device's PCI address: it points at the slot the document gave.
+fn addr_err(d: &Dev, msg: String) -> Error {
+    let e = dev_err(d, msg);
+    match &d.device.address {
+        Address::Pci(p) if !p.is_empty() => e
+            .element("address")
+            .attr("slot", format!("0x{:02x}", p.slot)),
+        _ => e,
+    }
 }
 
 fn loc_of(p: &PciAddress) -> Loc {

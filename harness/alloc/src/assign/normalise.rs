@@ -132,8 +132,7 @@ impl Work<'_> {
                         )
                         .attr("model", m.as_str()));
                     }
-                    (Some(m), None) if self.family == Family::S390 => {
-                        let _ = m;
+                    (Some(_), None) if self.family == Family::S390 => {
                         return Err(dev_err(
                             d,
                             "This QEMU binary doesn't support zPCI, so s390-ccw machines have no PCI root",
@@ -167,8 +166,6 @@ impl Work<'_> {
         let video_default = machine::default_video_model(self.family);
         let family = self.family;
         for d in &mut self.devs {
-            let origin_ok = true;
-            let _ = origin_ok;
             match &mut d.device.kind {
                 DeviceKind::Controller(c) => match c.ctype.as_str() {
                     "pci" if c.model.is_none() => {
@@ -223,14 +220,9 @@ impl Work<'_> {
                             }
                         }
                         (
-                            a @ (Address::Pci(_)
-                            | Address::Ccw(_)
-                            | Address::Absent
-                            | Address::None),
+                            Address::Pci(_) | Address::Ccw(_) | Address::Absent | Address::None,
                             "virtio",
-                        ) => {
-                            let _ = a;
-                        }
+                        ) => {}
                         (a, "virtio") => {
                             return Err(Error::new(format!(
                                 "virtio disk cannot have an address of type '{}'",

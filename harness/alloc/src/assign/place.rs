@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use qconform_domxml::{Address, DeviceKind};
 
-use super::{Work, dev_err, loc_of};
-use crate::classify::{self};
+use super::{Work, addr_err, dev_err, loc_of};
+use crate::classify;
 use crate::machine::{self, Family};
 use crate::names;
 use crate::pci::{AddrSet, Bus, From, Loc};
 use crate::rules::{Flags, PciModel, Step};
-use crate::{Attach, Dev, Error, Origin};
+use crate::{Attach, Error, Origin};
 
 impl Work<'_> {
     pub(super) fn pci_ctrls(&self) -> BTreeMap<u32, usize> {
@@ -27,7 +27,7 @@ impl Work<'_> {
         m
     }
 
-    pub(super) fn default_bus_model(&self) -> PciModel {
+    fn default_bus_model(&self) -> PciModel {
         if self.family == Family::Pseries {
             PciModel::PciRoot
         } else if self.root == Some(PciModel::PcieRoot) {
@@ -37,7 +37,7 @@ impl Work<'_> {
         }
     }
 
-    pub(super) fn build_set(&self, dry_run: bool) -> AddrSet {
+    fn build_set(&self, dry_run: bool) -> AddrSet {
         let ctrls = self.pci_ctrls();
         let max = ctrls.keys().next_back().copied().unwrap_or(0);
         let mut buses = Vec::new();
@@ -62,7 +62,7 @@ impl Work<'_> {
     }
 
     /// Explicit PCI addresses from the document.
-    pub(super) fn initial_locs(&self) -> Vec<Option<Loc>> {
+    fn initial_locs(&self) -> Vec<Option<Loc>> {
         self.devs
             .iter()
             .map(|d| match (&d.device.address, d.attach) {
@@ -73,7 +73,7 @@ impl Work<'_> {
     }
 
     /// Devices wanting a PCI slot, in libvirt's assignment order.
-    pub(super) fn assignment_order(&self) -> Vec<usize> {
+    fn assignment_order(&self) -> Vec<usize> {
         let ctrl_pos: BTreeMap<usize, usize> = self
             .ctrl_order
             .iter()
@@ -115,7 +115,7 @@ impl Work<'_> {
             }
             let got = set
                 .reserve(loc, self.connect_flags[i], From::Config)
-                .map_err(|m| self.addr_err(d, m))?;
+                .map_err(|m| addr_err(d, m))?;
             if got != loc {
                 locs[i] = Some(got);
                 moved.push((i, got));
@@ -128,32 +128,16 @@ impl Work<'_> {
         Ok(moved)
     }
 
-    pub(super) fn addr_err(&self, d: &Dev, m: String) -> Error {
-        let mut e = dev_err(d, m);
-        if let Address::Pci(p) = &d.device.address
-            && !p.is_empty()
-        {
-            e.element = Some("address".into());
-            e.attribute = Some("slot".into());
-            e.value = Some(format!("0x{:02x}", p.slot));
-        }
-        e
-    }
-
-    pub(super) fn assign_slots(
-        &self,
-        set: &mut AddrSet,
-        locs: &mut [Option<Loc>],
-    ) -> Result<(), Error> {
+    fn assign_slots(&self, set: &mut AddrSet, locs: &mut [Option<Loc>]) -> Result<(), Error> {
         for i in self.assignment_order() {
             if locs[i].is_some() {
                 continue;
             }
             let d = &self.devs[i];
             let flags = self.connect_flags[i];
-            if let Some((func, idx)) = usb_companion(d) {
+            if let Some((func, idx)) = classify::usb_companion(&d.device.kind) {
                 let mate = self.devs.iter().enumerate().find_map(|(j, o)| {
-                    let (_, oidx) = usb_companion(o)?;
+                    let (_, oidx) = classify::usb_companion(&o.device.kind)?;
                     (j != i && oidx == idx).then_some(locs[j]).flatten()
                 });
                 let base = match mate {
@@ -176,7 +160,6 @@ impl Work<'_> {
     }
 
     pub(super) fn assign_pci(&mut self) -> Result<(), Error> {
-        let any_pci = self.devs.iter().any(|d| d.attach == Attach::Pci);
         let Some(root) = self.root else {
             if let Some(d) = self.devs.iter().find(|d| d.attach == Attach::Pci) {
                 let why = if self.family == Family::S390 {
@@ -197,7 +180,6 @@ impl Work<'_> {
             }
             return Ok(());
         };
-        let _ = any_pci;
         let max_idx = self.pci_ctrls().keys().next_back().copied().unwrap_or(0);
 
         // Pass 1: dry run, to find out which controllers to add.
@@ -211,7 +193,8 @@ impl Work<'_> {
         }
         self.chipset(&mut set, &mut locs)?;
         if root == PciModel::PciRoot && !set.buses.iter().all(Bus::fully_reserved) {
-            // One spare conventional slot so that a pci-bridge can always be added later.
+            // One spare conventional slot so that a pci-bridge can always be added later;
+            // when none is free there is simply no spare.
             let _ = set.reserve_next(Flags::PCI_DEVICE.with(Flags::AUTOASSIGN));
         }
         self.assign_slots(&mut set, &mut locs)?;
@@ -259,19 +242,4 @@ impl Work<'_> {
         self.locs = locs;
         Ok(())
     }
-}
-
-fn usb_companion(d: &Dev) -> Option<(u8, u32)> {
-    let c = d.controller()?;
-    if c.ctype != "usb" {
-        return None;
-    }
-    let f = match c.model.as_deref()? {
-        "ich9-uhci1" => 0,
-        "ich9-uhci2" => 1,
-        "ich9-uhci3" => 2,
-        "ich9-ehci1" => 7,
-        _ => return None,
-    };
-    Some((f, c.index.unwrap_or(0)))
 }
