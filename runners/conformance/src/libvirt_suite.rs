@@ -30,7 +30,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use qconform_plan::{PlanError, PlanErrorKind, plan};
-use qconform_reports::suite::{DeviceDiff, Parity, SuiteCaseResult, SuiteClass, SuiteSummary};
+use qconform_reports::suite::{
+    DeviceDiff, Parity, SuiteCaseResult, SuiteClass, SuiteSection, SuiteSummary,
+};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -46,6 +48,8 @@ pub const TEST_SOURCE: &str = "qemuxmlconftest.c";
 pub const SOURCE_FILE: &str = "SOURCE";
 /// The committed exception list, relative to the workspace.
 pub const EXCEPTIONS_FILE: &str = "cases/libvirt-suite-exceptions.toml";
+/// Its file name inside the corpus directory.
+pub const EXCEPTIONS_NAME: &str = "libvirt-suite-exceptions.toml";
 
 /// The selection rule, as documented and reported.
 pub const SELECTION_RULE: &str = "a case is replayed when its name mentions PCI, CCW or \
@@ -1071,6 +1075,29 @@ pub fn replay(
         problems,
         notes,
     })
+}
+
+/// The tier as the run report shows it: the replay of the selection with the data under
+/// `root` (default [`default_tests_root`]) and the exception list of the corpus directory
+/// `cases_dir`; [`SuiteSection::NotRun`] when the data is not installed.
+pub fn run_section(
+    root: Option<&Path>,
+    snaps: &Snapshots,
+    cases_dir: &Path,
+) -> Result<SuiteSection, SuiteError> {
+    let Some(root) = root.map(Path::to_path_buf).or_else(default_tests_root) else {
+        return Ok(SuiteSection::NotRun(format!(
+            "no {TESTS_ROOT_ENV} and no HOME to find the data"
+        )));
+    };
+    let data = match load_test_data(&root) {
+        Ok(d) => d,
+        Err(e @ SuiteError::NotInstalled { .. }) => return Ok(SuiteSection::NotRun(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let exceptions = Exceptions::load(&cases_dir.join(EXCEPTIONS_NAME))?;
+    let summary = replay(&data, snaps, &exceptions, Options::default())?;
+    Ok(SuiteSection::Ran(Box::new(summary)))
 }
 
 #[cfg(test)]
