@@ -34,7 +34,9 @@ fn parity(workspace: &PathBuf) -> Result<Completion, Failed> {
         Err(e @ SuiteError::NotInstalled { .. }) => {
             let msg = format!("{e}");
             if in_ci() {
-                return Err(format!("{msg}; CI=true requires the libvirt-suite tier to run").into());
+                return Err(
+                    format!("{msg}; CI=true requires the libvirt-suite tier to run").into(),
+                );
             }
             eprintln!("libvirt-suite: not run: {msg}");
             return Ok(Completion::ignored_with(msg));
