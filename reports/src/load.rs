@@ -1,11 +1,14 @@
 //! Reading inputs from disk: trial records (files of JSON lines or one JSON document per
-//! trial, anywhere under a directory tree) and caps snapshots (`caps_<ver>_<arch>.json`
-//! files, by path or by a short id such as `10.0/s390x`).
+//! trial, anywhere under a directory tree), caps snapshots (`caps_<ver>_<arch>.json`
+//! files, by path or by a short id such as `10.0/s390x`, see [`SnapshotId`]).
+//!
+//! [`snapshot_files`] is the one listing of a snapshot directory: the CLI and the
+//! conformance runner both use it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use qconform_caps::{CapsError, Snapshot};
+use qconform_caps::{CapsError, Snapshot, SnapshotId};
 
 use crate::results::{ParseError, TrialRecord, parse_records};
 
@@ -118,7 +121,13 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, LoadError> {
     })
 }
 
-/// Snapshot files (`caps_*.json`) in a directory, sorted by name.
+/// Whether a directory entry is listed as a snapshot: `caps_*.json`.
+fn listed_as_snapshot(name: &str) -> bool {
+    name.starts_with("caps_") && name.ends_with(".json")
+}
+
+/// Snapshot files (`caps_*.json`) in a directory, sorted by name: the one listing of a
+/// snapshot directory.
 pub fn snapshot_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut out: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(io(dir))?
@@ -129,7 +138,7 @@ pub fn snapshot_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("caps_") && n.ends_with(".json"))
+                .is_some_and(listed_as_snapshot)
         })
         .collect();
     out.sort();
@@ -147,64 +156,47 @@ pub fn read_snapshot_dir(dir: &Path) -> Result<Vec<Snapshot>, LoadError> {
         .collect()
 }
 
-/// `(version, arch)` from a file name `caps_<version>_<arch>.json`.
-fn split_file_name(name: &str) -> Option<(&str, &str)> {
-    let stem = name.strip_prefix("caps_")?.strip_suffix(".json")?;
-    stem.split_once('_')
-}
-
-/// Resolves a snapshot argument: an existing path, or an id `<version>/<arch>` looked up
-/// in `caps_dir`, where the version may be given as `major.minor` (`10.0/s390x`) when only
-/// one micro version of it is recorded.
+/// Resolves a snapshot argument: an existing path, or a [`SnapshotId`] (`11.1/x86_64`,
+/// `11.1.3_x86_64`, `11.1.3/x86_64`, `caps_11.1.3_x86_64.json`) looked up in `caps_dir`,
+/// where a version prefix picks the newest snapshot with that prefix.
 pub fn resolve_snapshot_path(spec: &str, caps_dir: &Path) -> Result<PathBuf, LoadError> {
     let as_path = Path::new(spec);
-    if as_path.is_file() {
+    if fs::metadata(as_path).is_ok() {
         return Ok(as_path.to_path_buf());
     }
-    let Some((version, arch)) = spec.split_once('/') else {
+    let Some(id) = SnapshotId::parse(spec) else {
         return Err(LoadError::Resolve(format!(
-            "{spec}: no such file, and not a snapshot id like 10.0/s390x or 11.1.3/x86_64"
+            "{spec:?}: no such file, and not a snapshot id such as 11.1/x86_64, 11.1.3_x86_64 or caps_11.1.3_x86_64.json (VERSION/ARCH)"
         )));
     };
     let files = snapshot_files(caps_dir)?;
-    let candidates: Vec<&PathBuf> = files
+    let names: Vec<String> = files
         .iter()
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(split_file_name)
-                .is_some_and(|(v, a)| {
-                    a == arch
-                        && (v == version
-                            || v.strip_prefix(version).is_some_and(|r| r.starts_with('.')))
-                })
-        })
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
         .collect();
-    match candidates.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => {
-            let known: Vec<String> = files
+    if let Some(name) = id.resolve(&names) {
+        return Ok(caps_dir.join(name));
+    }
+    let mut known: Vec<SnapshotId> = names
+        .iter()
+        .filter_map(|n| SnapshotId::from_file_name(n))
+        .collect();
+    known.sort_by(|a, b| {
+        a.arch
+            .cmp(&b.arch)
+            .then_with(|| qconform_caps::compare_versions(&a.version, &b.version))
+    });
+    Err(LoadError::Resolve(format!(
+        "no snapshot {id} in {} (recorded: {})",
+        caps_dir.display(),
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known
                 .iter()
-                .filter_map(|p| p.file_name()?.to_str().and_then(split_file_name))
-                .map(|(v, a)| format!("{v}/{a}"))
-                .collect();
-            Err(LoadError::Resolve(format!(
-                "snapshot {spec}: none in {} (recorded: {})",
-                caps_dir.display(),
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )))
-        }
-        many => Err(LoadError::Resolve(format!(
-            "snapshot {spec} is ambiguous in {}: {}",
-            caps_dir.display(),
-            many.iter()
-                .map(|p| p.display().to_string())
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))),
-    }
+        }
+    )))
 }

@@ -16,6 +16,7 @@
 
 mod derive;
 mod qtree;
+mod snapshot_id;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +27,10 @@ pub use derive::{
     DeriveError, bus_categories, device_ids_of_argv, error_line, no_user_devices, placement_of_key,
 };
 pub use qtree::{QtreeBus, QtreeDevice, parse_qtree};
+pub use snapshot_id::{
+    SnapshotId, compare_versions, file_name as snapshot_file_name, is_snapshot_file_name,
+    version_key,
+};
 
 /// Version of the snapshot file layout. Bump it when a field of ours changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -424,6 +429,14 @@ impl Snapshot {
         canonical_json(&value)
     }
 
+    /// This snapshot's [`SnapshotId`] (full version and arch).
+    pub fn snapshot_id(&self) -> SnapshotId {
+        SnapshotId {
+            version: self.probe.qemu_version.to_string(),
+            arch: self.probe.arch.clone(),
+        }
+    }
+
     /// Stable identifier, `<version>/<arch>` (e.g. `11.1.3/x86_64`).
     pub fn id(&self) -> String {
         format!("{}/{}", self.probe.qemu_version, self.probe.arch)
@@ -431,7 +444,7 @@ impl Snapshot {
 
     /// File name this snapshot is stored under: `caps_<version>_<arch>.json`.
     pub fn file_name(&self) -> String {
-        format!("caps_{}_{}.json", self.probe.qemu_version, self.probe.arch)
+        snapshot_id::file_name(&self.probe.qemu_version.to_string(), &self.probe.arch)
     }
 
     /// Resolves a machine name or alias to the canonical name; `None` asks for the

@@ -12,7 +12,9 @@ use qconform_caps::Snapshot;
 use qconform_reports::diff::{DiffSet, diff, diff_sets};
 use qconform_reports::diff_render::{self, Format};
 use qconform_reports::drift::{self, Drift, PlanOutcome, PlanView};
-use qconform_reports::load;
+use qconform_reports::{load, output};
+
+use crate::snapshot_arg::load_snapshot;
 
 /// Output format of `qconform diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,11 +44,12 @@ impl From<FormatArg> for Format {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     qconform diff 10.0/s390x 11.1/s390x\n  \
+    qconform diff 10.0.2_x86_64 11.1.3/x86_64 --caps-dir capsdata\n  \
     qconform diff capsdata/caps_10.0.2_x86_64.json capsdata/caps_11.1.3_x86_64.json --format markdown\n  \
     qconform diff old-capsdata/ capsdata/ --format json --out caps-diff.json")]
 pub struct Args {
-    /// Old snapshot: a file, a directory of snapshots, or an id such as `10.0/s390x`
-    /// (looked up in --caps).
+    /// Old snapshot: a file, a directory of snapshots, or an id such as `10.0/s390x`,
+    /// `10.0.2_s390x` (looked up in --caps-dir; a version prefix picks the newest).
     pub old: String,
     /// New snapshot: same forms as OLD (two directories are paired by architecture).
     pub new: String,
@@ -54,8 +57,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
     /// Directory where snapshot ids are looked up.
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
     /// Write the output to this file (atomically) instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -79,38 +87,13 @@ fn load_side(spec: &str, caps: &Path) -> anyhow::Result<Side> {
         }
         return Ok(Side::Many(snaps));
     }
-    let path = load::resolve_snapshot_path(spec, caps)?;
-    Ok(Side::One(Box::new(load::read_snapshot(&path)?)))
-}
-
-/// Writes `contents` to `path` atomically (temporary file in the same directory, then
-/// rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
+    Ok(Side::One(Box::new(load_snapshot(spec, caps)?)))
 }
 
 fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
     match out {
-        Some(p) => write_atomic(p, text.as_bytes()),
+        Some(p) => output::write_file(p, text.as_bytes())
+            .with_context(|| format!("cannot write --out {}", p.display())),
         None => {
             let mut stdout = std::io::stdout().lock();
             match stdout
@@ -131,12 +114,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         old: old_spec,
         new: new_spec,
         format,
-        caps,
+        caps_dir,
         out,
         exit_code,
     } = args;
-    let old = load_side(&old_spec, &caps)?;
-    let new = load_side(&new_spec, &caps)?;
+    let old = load_side(&old_spec, &caps_dir)?;
+    let new = load_side(&new_spec, &caps_dir)?;
     let set = match (old, new) {
         (Side::One(a), Side::One(b)) => {
             if a.probe.arch != b.probe.arch {
@@ -167,7 +150,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     qconform drift cases/pcie-root-ports --from 10.0/x86_64 --to 11.1/x86_64\n  \
-    qconform drift --all --from 10.0/s390x --to 11.1/s390x --format json")]
+    qconform drift --all --from 10.0/s390x --to 11.1/s390x --format json\n  \
+    qconform drift cases/fit-floppy-pc --from 10.0.2_x86_64 --to 11.1/x86_64 --caps-dir capsdata")]
 pub struct DriftArgs {
     /// Case directory (holding domain.xml) or a domain XML file.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -175,15 +159,20 @@ pub struct DriftArgs {
     /// Every case under --cases.
     #[arg(long)]
     pub all: bool,
-    /// Old snapshot (file or id such as `10.0/x86_64`).
+    /// Old snapshot (file or id such as `10.0/x86_64`, looked up in --caps-dir).
     #[arg(long)]
     pub from: String,
     /// New snapshot.
     #[arg(long)]
     pub to: String,
     /// Directory where snapshot ids are looked up.
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
     /// Case corpus for --all.
     #[arg(long, default_value = "cases")]
     pub cases: PathBuf,
@@ -274,14 +263,14 @@ pub fn run_drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
         all,
         from,
         to,
-        caps,
+        caps_dir,
         cases,
         format,
         changed_only,
         exit_code,
     } = args;
-    let from_snap = load::read_snapshot(&load::resolve_snapshot_path(&from, &caps)?)?;
-    let to_snap = load::read_snapshot(&load::resolve_snapshot_path(&to, &caps)?)?;
+    let from_snap = load_snapshot(&from, &caps_dir).context("--from")?;
+    let to_snap = load_snapshot(&to, &caps_dir).context("--to")?;
     let targets: Vec<(String, PathBuf)> = if all {
         case_dirs(&cases)?
             .iter()

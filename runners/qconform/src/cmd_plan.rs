@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use qconform_plan::{PlanErrorKind, plan};
 
-use crate::snapshot_arg::resolve_snapshot;
+use crate::snapshot_arg::load_snapshot;
 use crate::{EXIT_FAILED, EXIT_USAGE};
 
 /// Output format.
@@ -43,7 +43,8 @@ Examples:
   qconform plan cases/zpci-auto-uid-fid/domain.xml --caps capsdata/caps_11.1.3_s390x.json
   qconform plan cases/fit-floppy-pc/domain.xml --caps 11.1/x86_64
   qconform plan cases/q35-oracle-mixed/domain.xml --caps capsdata/caps_7.2.22_x86_64.json --format json
-  qconform plan cases/pcie-switch-oracle/domain.xml --caps capsdata/caps_10.0.2_x86_64.json --xml")]
+  qconform plan cases/pcie-switch-oracle/domain.xml --caps capsdata/caps_10.0.2_x86_64.json --xml
+  qconform plan cases/fit-floppy-pc/domain.xml --caps 10.0_x86_64 --caps-dir old-capsdata")]
 pub struct Args {
     /// Domain XML (libvirt format).
     pub domain: PathBuf,
@@ -72,19 +73,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format,
         xml: with_xml,
     } = args;
-    let caps_path = match resolve_snapshot(&caps_spec, &caps_dir) {
-        Ok(p) => p,
+    let caps = match load_snapshot(&caps_spec, &caps_dir) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("qconform plan: --caps: {e:#}");
+            eprintln!("qconform plan: --caps: {:#}", anyhow::Error::new(e));
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     let xml = std::fs::read_to_string(&domain)
         .with_context(|| format!("cannot read domain XML {}", domain.display()))?;
-    let caps_text = std::fs::read_to_string(&caps_path)
-        .with_context(|| format!("cannot read caps snapshot {}", caps_path.display()))?;
-    let caps = qconform_caps::Snapshot::from_json(&caps_text)
-        .with_context(|| format!("{} is not a usable caps snapshot", caps_path.display()))?;
     match plan(&xml, &caps) {
         Ok(p) => {
             match format {

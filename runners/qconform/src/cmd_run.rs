@@ -17,7 +17,6 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qconform_conformance::binaries::BinaryIndex;
 use qconform_conformance::config::{Config, GuestSelection, Tiers, default_guest_root};
-use qconform_conformance::golden::write_atomic;
 use qconform_conformance::rig::Rig;
 use qconform_conformance::trials::Counts;
 use qconform_conformance::{TrialSpec, build_trials, load_corpus, load_snapshots};
@@ -34,7 +33,8 @@ use crate::{EXIT_FAILED, EXIT_RIG};
     qconform run                                  # replay, live and the guest subset\n  \
     qconform run --tiers plan                     # offline replay only (seconds)\n  \
     qconform run --bless --tiers plan --filter zpci-   # rewrite goldens of the zpci cases\n  \
-    qconform run --install --guest all            # what the nightly job does\n\n\
+    qconform run --install --guest all            # what the nightly job does\n  \
+    qconform run --tiers plan --caps-dir old-capsdata\n\n\
     Exit status: 0 every trial passed (or was ignored), 1 the product failed, 3 the rig is\n\
     broken (QEMU could not be launched, an install step failed), 2 bad usage or input.")]
 pub struct Args {
@@ -42,8 +42,13 @@ pub struct Args {
     #[arg(long, default_value = "cases")]
     pub cases: PathBuf,
     /// Caps snapshot directory (missing snapshots of installed binaries are recorded here).
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
     /// Tiers to run, comma-separated: plan, live, guest.
     #[arg(long, default_value = "plan,live,guest")]
     pub tiers: String,
@@ -169,9 +174,14 @@ fn probe_missing(
         let result = runtime.block_on(probe_binary(&t, &config, Arc::clone(&limit), progress));
         match result {
             Ok(snap) => {
-                write_atomic(caps, &snap.file_name(), &snap.to_canonical_json()).with_context(
-                    || format!("cannot write {}", caps.join(snap.file_name()).display()),
-                )?;
+                qconform_reports::output::write_in(
+                    caps,
+                    &snap.file_name(),
+                    snap.to_canonical_json().as_bytes(),
+                )
+                .with_context(|| {
+                    format!("cannot write {}", caps.join(snap.file_name()).display())
+                })?;
                 eprintln!(
                     "qconform run: recorded {} from {} in {:.1}s",
                     snap.file_name(),
@@ -314,7 +324,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let binaries = BinaryIndex::new(matrix_root.as_deref(), Some(&cache_dir));
 
     let mut rig_broken = false;
-    let mut snaps = load_snapshots(&args.caps, None);
+    let mut snaps = load_snapshots(&args.caps_dir, None);
     if !args.no_probe && (tiers.live || tiers.guest) {
         let recorded: Vec<String> = snaps
             .snapshots
@@ -323,7 +333,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         let t0 = Instant::now();
         if !probe_missing(
-            &args.caps,
+            &args.caps_dir,
             matrix_root.as_deref(),
             &binaries,
             &recorded,
@@ -332,7 +342,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rig_broken = true;
         }
         if t0.elapsed() > Duration::from_secs(1) {
-            snaps = load_snapshots(&args.caps, None);
+            snaps = load_snapshots(&args.caps_dir, None);
         }
     }
     let corpus = load_corpus(&args.cases, None)
@@ -340,7 +350,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let cfg = Config {
         cases_dir: args.cases.clone(),
-        caps_dir: args.caps.clone(),
+        caps_dir: args.caps_dir.clone(),
         results_dir: args.out.clone(),
         cache_dir,
         bless: args.bless,

@@ -1,7 +1,16 @@
-//! The `qconform` command line: probe QEMU binaries into caps snapshots, plan domains
-//! against them, run the conformance matrix, and report.
+//! The `qconform` command line: probe QEMU binaries into caps snapshots (`probe`), read
+//! them (`caps list`, `caps show`), plan domains against them (`plan`), compare two
+//! snapshots or two directories of them (`diff`) and a domain's plan across two snapshots
+//! (`drift`), run the conformance matrix (`run`), and merge results into a report
+//! (`report`).
 //!
-//! Each subcommand lives in its own module with an `Args` struct and a `run` function.
+//! Each subcommand lives in its own `cmd_*` module with an `Args` struct and a `run`
+//! function returning the exit status; an error it returns is printed once and exits 2.
+//! Shared by all of them:
+//! * `snapshot_arg`: a snapshot argument (file or id such as `11.1/x86_64`) resolved in
+//!   the snapshot directory, which every subcommand takes as `--caps-dir DIR`;
+//! * output files are written atomically with `qconform_reports::output::write_file`, and
+//!   inputs are read with `qconform_reports::load`.
 
 use std::process::ExitCode;
 
@@ -25,8 +34,8 @@ pub const EXIT_RIG: u8 = 3;
 /// Tells, before a guest boots, what a QEMU build accepts and what the guest will see.
 ///
 /// Typical flow: `qconform probe --matrix` records caps snapshots into capsdata/,
-/// `qconform plan domain.xml --caps capsdata/caps_11.1.3_x86_64.json` predicts the QEMU
-/// argv and the guest's PCI devices, `qconform run` replays every case against every
+/// `qconform plan domain.xml --caps 11.1/x86_64` predicts the QEMU argv and the guest's
+/// PCI devices, `qconform run` replays every case against every
 /// snapshot and verifies on real QEMU, `qconform diff` compares two QEMU releases.
 #[derive(Debug, Parser)]
 #[command(name = "qconform", version, propagate_version = true)]
