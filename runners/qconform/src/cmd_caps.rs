@@ -11,6 +11,7 @@ use qconform_reports::load;
 
 use crate::EXIT_USAGE;
 use crate::snapshot_arg::load_snapshot;
+use crate::stdout;
 
 /// Arguments of `qconform caps`.
 #[derive(Debug, clap::Args)]
@@ -21,7 +22,10 @@ Examples:
   qconform caps show 11.1/x86_64 --machine q35     # buses, categories, built-in PCI, default bus
   qconform caps show 7.2.22_s390x --machine s390-ccw-virtio --format json
   qconform caps show capsdata/caps_10.0.2_aarch64.json --machine virt
-  qconform caps list --caps-dir old-capsdata")]
+  qconform caps list --caps-dir old-capsdata
+
+Exit status: 0 shown; 2 bad input (unknown id or machine, unreadable or corrupt snapshot:
+`caps list` still lists the others)")]
 pub struct Args {
     #[command(subcommand)]
     command: CapsCommand,
@@ -105,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             match machine {
                 None => {
-                    print!("{}", render_overview(&snap, format)?);
+                    stdout::print(&render_overview(&snap, format)?)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(m) => {
@@ -121,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         );
                         return Ok(ExitCode::from(EXIT_USAGE));
                     };
-                    print!("{}", render_machine(&snap, canonical, format)?);
+                    stdout::print(&render_machine(&snap, canonical, format)?)?;
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -139,8 +143,17 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     let mut rows = Vec::new();
+    let mut bad = 0;
     for f in &files {
-        let s = load::read_snapshot(f)?;
+        let s = match load::read_snapshot(f) {
+            Ok(s) => s,
+            Err(e) => {
+                // One corrupt file does not hide the others: flag it, list the rest.
+                eprintln!("qconform caps list: {:#}", anyhow::Error::new(e));
+                bad += 1;
+                continue;
+            }
+        };
         let probed = s.index.machine_caps.len();
         let started = s.index.machine_caps.values().filter(|c| c.starts).count();
         rows.push((
@@ -166,7 +179,15 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
         "VERSION", "ARCH", "MACHINES", "STARTED", "DEFAULT", "BINARY", "SHA256", "PACKAGE",
     ];
     let table: Vec<Vec<String>> = rows.into_iter().map(|r| r.2.to_vec()).collect();
-    print!("{}", format_table(&header, &table));
+    stdout::print(&format_table(&header, &table))?;
+    if bad > 0 {
+        eprintln!(
+            "qconform caps list: {bad} of {} snapshot file(s) in {} could not be read",
+            files.len(),
+            dir.display()
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

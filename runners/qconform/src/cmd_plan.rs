@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use qconform_plan::{PlanErrorKind, plan};
+use qconform_reports::load::{self, DOMAIN_LIMIT};
 
 use crate::snapshot_arg::load_snapshot;
-use crate::{EXIT_FAILED, EXIT_USAGE};
+use crate::{EXIT_FAILED, EXIT_USAGE, stdout};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,7 +37,9 @@ or, when the domain cannot be planned, {\"error\": message, \"kind\", \"element\
 Exit status:
   0  planned
   1  the configuration is refused (libvirt or QEMU would refuse it); the message says why
-  2  bad input: unreadable file, malformed XML, not a caps snapshot
+  2  bad input: unreadable, oversized (domain over 16 MiB, snapshot over 64 MiB) or
+     non-UTF-8 file, malformed XML, not a caps snapshot (or one whose file name names
+     another version or arch), an unknown snapshot id
 
 Examples:
   qconform plan cases/zpci-auto-uid-fid/domain.xml --caps capsdata/caps_11.1.3_s390x.json
@@ -80,13 +82,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    let xml = std::fs::read_to_string(&domain)
-        .with_context(|| format!("cannot read domain XML {}", domain.display()))?;
+    let xml = match load::read_text(&domain, DOMAIN_LIMIT, "domain XML") {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("qconform plan: {:#}", anyhow::Error::new(e));
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
     match plan(&xml, &caps) {
         Ok(p) => {
             match format {
                 Format::Json => {
-                    println!("{}", qconform_caps::canonical_json(&p.to_json()).trim_end())
+                    stdout::println(qconform_caps::canonical_json(&p.to_json()).trim_end())?;
                 }
                 Format::Text => {
                     let mut out = String::new();
@@ -122,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         out.push_str("\n# domain xml\n");
                         out.push_str(&p.domain_xml);
                     }
-                    print!("{out}");
+                    stdout::print(&out)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -138,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     if let Some(o) = v.as_object_mut() {
                         o.insert("file".into(), domain.display().to_string().into());
                     }
-                    println!("{}", qconform_caps::canonical_json(&v).trim_end());
+                    stdout::println(qconform_caps::canonical_json(&v).trim_end())?;
                 }
                 Format::Text => {
                     let what = match e.kind {

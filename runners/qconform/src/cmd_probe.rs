@@ -25,7 +25,8 @@ use crate::{EXIT_RIG, EXIT_USAGE};
 Each binary is started with -nodefaults over QMP on its stdio: once with -machine none for the
 binary-wide queries, once per machine, and a few times to read PCI identities. The snapshot
 (caps_<version>_<arch>.json) holds the raw replies and an index derived from them. Same binary,
-same bytes. Files are written atomically; Ctrl-C kills every QEMU and leaves no partial file.
+same bytes. Files are written atomically (through a symbolic link to a file); Ctrl-C, SIGTERM
+or SIGHUP kills every QEMU and leaves no partial file (exit status 130).
 
 Examples:
   qconform probe --matrix                          # every binary of the installed matrix
@@ -174,6 +175,9 @@ async fn probe_all(
         .context("cannot install the SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
+    // A closed terminal (SIGHUP) stops the probe like Ctrl-C: no QEMU is left behind.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let mut set: JoinSet<bool> = JoinSet::new();
     for target in targets {
         let label = target.launcher.file_name().map_or_else(
@@ -246,7 +250,13 @@ async fn probe_all(
                 Some(Ok(true)) => {}
                 Some(_) => failed += 1,
             },
-            _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
+            _ = async {
+                tokio::select! {
+                    _ = sigint.recv() => {},
+                    _ = sigterm.recv() => {},
+                    _ = sighup.recv() => {},
+                }
+            } => {
                 // Dropping the tasks drops every Qemu handle, which kills its process group.
                 set.abort_all();
                 while set.join_next().await.is_some() {}
@@ -290,7 +300,8 @@ fn summary(s: &Snapshot) -> String {
     )
 }
 
-/// Writes `<out>/<file_name>` atomically by [`output::write_file`], keeping the temporary file's name in `temps` while it exists so that an
+/// Writes `<out>/<file_name>` by the rules of [`output::write_file`] (atomically for a
+/// regular file), keeping the temporary file's name in `temps` while it exists so that an
 /// interrupt can remove it.
 fn write_snapshot(
     out: &Path,

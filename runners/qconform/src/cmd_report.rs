@@ -95,12 +95,12 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         count(Outcome::RigError),
         count(Outcome::Ignored),
     );
-    println!(
+    crate::stdout::println(&format!(
         "{} trials from {} file(s): {ok} ok, {xfail} xfail, {failed} failed, {rig} rig errors, {ignored} ignored",
         merged.records.len(),
         loaded.files.len()
-    );
-    println!("{}", dir.join(REPORT_HTML).display());
+    ))?;
+    crate::stdout::println(&dir.join(REPORT_HTML).display().to_string())?;
     Ok(if failed > 0 {
         ExitCode::from(crate::EXIT_FAILED)
     } else if rig > 0 {

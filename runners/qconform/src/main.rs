@@ -9,8 +9,10 @@
 //! Shared by all of them:
 //! * `snapshot_arg`: a snapshot argument (file or id such as `11.1/x86_64`) resolved in
 //!   the snapshot directory, which every subcommand takes as `--caps-dir DIR`;
-//! * output files are written atomically with `qconform_reports::output::write_file`, and
-//!   inputs are read with `qconform_reports::load`.
+//! * `stdout`: printing that a closed pipe or a full disk cannot turn into a panic;
+//! * files given by the user are written with `qconform_reports::output::write_file`
+//!   (atomic for regular files, through symlinks, FIFOs and devices, never over a
+//!   directory) and read with `qconform_reports::load` (bounded, UTF-8 checked).
 
 use std::process::ExitCode;
 
@@ -23,6 +25,7 @@ mod cmd_probe;
 mod cmd_report;
 mod cmd_run;
 mod snapshot_arg;
+mod stdout;
 
 /// Exit status for "the product failed" (a check disagreed).
 pub const EXIT_FAILED: u8 = 1;

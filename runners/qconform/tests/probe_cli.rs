@@ -1,6 +1,6 @@
 //! `qconform probe` and `qconform caps` as a user runs them: seed 004's questions answered
 //! from the committed snapshots, clear errors for programs that are not QEMU, and Ctrl-C in
-//! the middle of a probe leaving neither a QEMU process nor a partial snapshot.
+//! the middle of a probe (or SIGHUP) leaving neither a QEMU process nor a partial snapshot.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -164,6 +164,13 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file() {
     interrupt_mid_probe(rustix::process::Signal::INT);
+}
+
+/// A closed terminal (SIGHUP) stops a probe like Ctrl-C: before, SIGHUP killed the CLI
+/// and left its QEMU processes running.
+#[test]
+fn test_sighup_mid_probe_leaves_no_qemu_and_no_file() {
+    interrupt_mid_probe(rustix::process::Signal::HUP);
 }
 
 fn interrupt_mid_probe(signal: rustix::process::Signal) {
