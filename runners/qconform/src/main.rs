@@ -66,7 +66,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version land here too: print them without ignoring a full disk.
+            let code = u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE);
+            return match e.print() {
+                Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("qconform: error: cannot write to standard output: {io}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+                _ => ExitCode::from(code),
+            };
+        }
+    };
     let result = match cli.command {
         Command::Probe(a) => cmd_probe::run(a),
         Command::Caps(a) => cmd_caps::run(a),

@@ -129,6 +129,8 @@ fn printing_commands(results: &Path, out: &Path) -> Vec<Vec<String>> {
     let d = domain();
     let v = |a: &[&str]| a.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     vec![
+        v(&["plan", "--help"]),
+        v(&["--version"]),
         v(&["plan", &d, "--caps", "11.1/x86_64", "--caps-dir", &caps]),
         v(&[
             "plan",
