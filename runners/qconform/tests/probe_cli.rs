@@ -234,3 +234,62 @@ fn interrupt_mid_probe(signal: rustix::process::Signal) {
         .collect();
     assert!(left.is_empty(), "files left: {left:?}");
 }
+
+/// `probe` writes a snapshot through a symbolic link instead of replacing the link (the
+/// link points into another directory; before, the link became a regular file).
+#[test]
+fn test_probe_writes_through_a_symlinked_snapshot() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let m = match qconform_qemu::matrix::installed() {
+        Ok(m) => m,
+        Err(e) => {
+            assert!(!ci, "CI=true and no QEMU matrix: {e}");
+            eprintln!("test_probe_writes_through_a_symlinked_snapshot: skipped: {e}");
+            return;
+        }
+    };
+    let Some(e) = m.iter().find(|e| e.arch == "aarch64") else {
+        assert!(!ci, "CI=true and no aarch64 binary in the matrix");
+        eprintln!("no aarch64 binary in the matrix: skipped");
+        return;
+    };
+    let caps = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let probe = || {
+        let out = qconform()
+            .arg("probe")
+            .arg("--qemu")
+            .arg(format!("{}={}", e.launcher.display(), e.binary.display()))
+            .args(["--machines", "none", "--no-identity", "--caps-dir"])
+            .arg(caps.path())
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{out:?}");
+    };
+    probe();
+    let files: Vec<PathBuf> = std::fs::read_dir(caps.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    let [snap] = files.as_slice() else {
+        panic!("one snapshot expected: {files:?}");
+    };
+    let bytes = std::fs::read(snap).expect("read");
+    let target = elsewhere.path().join("kept-here.json");
+    std::fs::write(&target, "stale\n").expect("write");
+    std::fs::remove_file(snap).expect("rm");
+    std::os::unix::fs::symlink(&target, snap).expect("symlink");
+    probe();
+    assert!(
+        std::fs::symlink_metadata(snap)
+            .expect("stat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    assert_eq!(std::fs::read(&target).expect("read"), bytes);
+    for d in [caps.path(), elsewhere.path()] {
+        assert_eq!(std::fs::read_dir(d).expect("dir").count(), 1, "{d:?}");
+    }
+}
