@@ -160,7 +160,12 @@ fn load_one(name: &str, path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
         file: name.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let text = qconform_reports::load::read_text(
+        path,
+        qconform_reports::load::SNAPSHOT_LIMIT,
+        "a caps snapshot",
+    )
+    .map_err(|e| err(error_chain(&e)))?;
     let snapshot = Snapshot::from_json(&text).map_err(|e| err(e.to_string()))?;
     if snapshot.file_name() != name {
         return Err(err(format!(
@@ -179,4 +184,16 @@ fn load_one(name: &str, path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
         arch,
         snapshot,
     })
+}
+
+/// An error and its sources, joined with `: `.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
