@@ -1245,4 +1245,121 @@ mod tests {
         assert!(err.to_string().contains("\"a\""), "{err}");
         assert!(Exceptions::parse("[baseline]\nagre = 3\n", p).is_err());
     }
+
+    #[test]
+    fn pairs_a_device_without_id_by_driver() {
+        let l = placements(&argv(
+            "-device '{\"driver\":\"pvpanic-pci\",\"bus\":\"pcie.0\",\"addr\":\"0x1\"}'",
+        ));
+        let o = placements(&argv("-device pvpanic-pci,id=panic0,bus=pcie.0,addr=0x1"));
+        assert_eq!(compare(&l, &o), (1, Vec::new()));
+        let o = placements(&argv("-device pvpanic-pci,id=panic0,bus=pci.2,addr=0x1"));
+        let (eq, d) = compare(&l, &o);
+        assert_eq!(eq, 0);
+        assert_eq!(d[0].device, "panic0 (pvpanic-pci, no id on one side)");
+        // pSeries host bridges: the bus of `pci.2` is `pci.2.0`
+        assert_eq!(pci_bus_index("pci.2.0"), Some(2));
+        assert_eq!(pci_bus_index("pcie.0"), Some(0));
+        assert_eq!(pci_bus_index("usb.0"), None);
+    }
+
+    const DOMAIN: &str = "<domain type='qemu'><name>a</name><memory>524288</memory>\
+        <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>\
+        <controller type='usb' model='none'/><memballoon model='none'/>\
+        <interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/></interface>\
+        </devices></domain>";
+
+    fn net_args(slot: u32) -> String {
+        format!(
+            "/usr/bin/qemu-system-x86_64 \\\n-device '{{\"driver\":\"virtio-net-pci\",\"netdev\":\"n\",\"id\":\"net0\",\"bus\":\"pci.0\",\"addr\":\"0x{slot:x}\"}}' \\\n-msg timestamp=on\n"
+        )
+    }
+
+    /// A replay over a made-up data root: one agreeing case, one disagreeing, one refused by
+    /// both, one on an arch without snapshots; checked against exception lists.
+    #[test]
+    fn replay_classes_and_checks_the_baseline() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join(DATA_DIR);
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let w = |n: &str, t: &str| std::fs::write(data.join(n), t).expect("write");
+        for n in ["pci-a", "pci-b", "pci-c", "pci-d"] {
+            w(&format!("{n}.xml"), DOMAIN);
+        }
+        w("pci-a.x86_64-latest.args", &net_args(2));
+        w("pci-b.x86_64-latest.args", &net_args(3));
+        w(
+            "pci-c.xml",
+            &DOMAIN.replace("machine='pc'", "machine='nosuch'"),
+        );
+        w(
+            "pci-c.x86_64-latest.err",
+            "unsupported configuration: no machine\n",
+        );
+        w("pci-d.sparc-latest.args", &net_args(2));
+        w("unrelated.xml", DOMAIN);
+        w("unrelated.x86_64-latest.args", &net_args(2));
+        std::fs::write(tmp.path().join(TEST_SOURCE), "").expect("write");
+        let td = load_test_data(tmp.path()).expect("data");
+        assert_eq!(td.cases.len(), 5);
+        let caps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../capsdata");
+        let snaps = crate::load_snapshots(&caps, Some(&["caps_11.1.3_x86_64.json".to_owned()]));
+        assert_eq!(snaps.snapshots.len(), 1, "{:?}", snaps.errors);
+
+        let none = Exceptions::parse("[baseline]\nagree = 2\n", Path::new("e.toml")).expect("e");
+        let s = replay(&td, &snaps, &none, Options::default()).expect("replay");
+        let classes: Vec<(&str, SuiteClass)> =
+            s.cases.iter().map(|c| (c.id.as_str(), c.class)).collect();
+        assert_eq!(
+            classes,
+            vec![
+                ("pci-a.x86_64-latest", SuiteClass::Agree),
+                ("pci-b.x86_64-latest", SuiteClass::Disagree),
+                ("pci-c.x86_64-latest", SuiteClass::Agree),
+                ("pci-d.sparc-latest", SuiteClass::NotComparable),
+            ]
+        );
+        assert_eq!(
+            s.parity.line(),
+            "2/3 agree, 0 refused by us only, 0 accepted by us only, 1 disagree, 1 not comparable"
+        );
+        assert_eq!(s.cases[1].diffs[0].libvirt.as_deref(), Some("pci 00:03.0"));
+        assert_eq!(s.cases[1].diffs[0].ours.as_deref(), Some("pci 00:02.0"));
+        assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+        assert!(
+            s.problems[0].starts_with("pci-b.x86_64-latest disagree"),
+            "{:?}",
+            s.problems
+        );
+
+        let listed = Exceptions::parse(
+            "[baseline]\nagree = 2\n[exceptions]\n\"pci-b.x86_64-latest\" = \"why\"\n",
+            Path::new("e.toml"),
+        )
+        .expect("e");
+        let s = replay(&td, &snaps, &listed, Options::default()).expect("replay");
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(s.parity.listed_exceptions, 1);
+
+        let stale = Exceptions::parse(
+            "[baseline]\nagree = 3\n[exceptions]\n\"pci-b.x86_64-latest\" = \"why\"\n\"pci-a.x86_64-latest\" = \"old\"\n",
+            Path::new("e.toml"),
+        )
+        .expect("e");
+        let s = replay(&td, &snaps, &stale, Options::default()).expect("replay");
+        assert_eq!(s.problems.len(), 2, "{:?}", s.problems);
+        assert!(
+            s.problems
+                .iter()
+                .any(|p| p.contains("stale exception pci-a"))
+        );
+        assert!(
+            s.problems
+                .iter()
+                .any(|p| p.contains("fewer than the baseline 3"))
+        );
+
+        let all = replay(&td, &snaps, &listed, Options { all: true }).expect("replay");
+        assert_eq!(all.cases.len(), 5);
+    }
 }
