@@ -28,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use qconform_plan::{PlanError, PlanErrorKind, plan};
 use qconform_reports::suite::{
@@ -193,12 +194,16 @@ pub struct TestData {
     pub decls: BTreeMap<String, Decl>,
 }
 
-fn output_name_re() -> Regex {
-    // NAME.ARCH-VERSION[+VARIANT][.abi-update].(args|err); NAME may contain dots.
+/// `NAME.ARCH-VERSION[+VARIANT][.abi-update].(args|err)`; NAME may contain dots.
+static OUTPUT_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"^(?P<name>.+)\.(?P<arch>[a-z0-9_]+)-(?P<ver>latest|[0-9]+\.[0-9]+\.[0-9]+)(?P<var>\+[A-Za-z0-9_]+)?(?P<abi>\.abi-update)?\.(?P<ext>args|err)$",
     )
     .unwrap_or_else(|e| panic!("output file pattern: {e}"))
+});
+
+fn output_name_re() -> &'static Regex {
+    &OUTPUT_NAME
 }
 
 /// Lists the cases of an installed data root.
@@ -910,8 +915,10 @@ fn replay_case(
         ));
         return r;
     }
-    let decl_key = case.id.trim_end_matches(".abi-update");
-    if let Some(d) = decls.get(decl_key) {
+    let decl = decls
+        .get(&case.id)
+        .or_else(|| decls.get(case.id.trim_end_matches(".abi-update")));
+    if let Some(d) = decl {
         let mut what = Vec::new();
         if !d.caps_added.is_empty() {
             what.push(format!("adds {}", d.caps_added.join(", ")));
