@@ -38,6 +38,10 @@ use crate::{EXIT_FAILED, EXIT_RIG, EXIT_USAGE};
     qconform run --bless --tiers plan --filter zpci-   # rewrite goldens of the zpci cases\n  \
     qconform run --install --guest all            # what the nightly job does\n  \
     qconform run --tiers plan --caps-dir old-capsdata\n\n\
+    With the plan tier and no --filter or --bless, the run also replays libvirt's own test\n\
+    domains when installed (see `qconform libvirt-suite`): the parity goes into the summary,\n\
+    report.html and libvirt-suite.json, and a regression against the committed baseline fails\n\
+    the run.\n\n\
     Exit status: 0 every trial passed (or was ignored), 1 the product failed, 3 the rig is\n\
     broken (QEMU could not be launched, an install step failed), 2 bad usage or input (a\n\
     corrupt or misnamed snapshot in --caps-dir, a report that cannot be written under --out).")]
