@@ -15,6 +15,7 @@
 //! fields (`deny_unknown_fields`, a checked [`SCHEMA_VERSION`]).
 
 mod derive;
+mod guestview;
 mod qtree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,7 @@ use serde_json::Value;
 pub use derive::{
     DeriveError, bus_categories, device_ids_of_argv, error_line, no_user_devices, placement_of_key,
 };
+pub use guestview::GuestPciFunction;
 pub use qtree::{QtreeBus, QtreeDevice, parse_qtree};
 
 /// Version of the snapshot file layout. Bump it when a field of ours changes meaning.
