@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-use qconform_plan::{PlanError, PlanErrorKind, plan};
+use qconform_plan::{AddressKind, PlanError, PlanErrorKind, plan};
 use qconform_reports::suite::{
     DeviceDiff, Parity, SuiteCaseResult, SuiteClass, SuiteSection, SuiteSummary,
 };
@@ -873,16 +873,16 @@ fn unrelated_refusal(e: &PlanError) -> Option<String> {
     if e.kind == PlanErrorKind::BadInput {
         return Some(format!("qconform cannot read the domain: {e}"));
     }
-    if e.message.contains("is not available in QEMU") {
+    if e.problem.message.contains("is not available in QEMU") {
         return Some(format!(
             "the snapshot lacks a device type libvirt's capabilities have: {}",
-            e.message
+            e.problem.message
         ));
     }
-    if e.message.contains("has no such machine") {
+    if e.problem.message.contains("has no such machine") {
         return Some(format!(
             "the snapshot lacks the machine type: {}",
-            e.message
+            e.problem.message
         ));
     }
     None
@@ -963,7 +963,7 @@ fn replay_case(
                 || p.devices.contains_key("pcie.0")
                 || p.devices
                     .values()
-                    .any(|d| d.kind == "pci" || d.kind == "ccw");
+                    .any(|d| matches!(d.kind, AddressKind::Pci | AddressKind::Ccw));
             if !modelled && ours.is_empty() && !theirs.is_empty() {
                 r.detail = Some(format!(
                     "qconform models no PCI or CCW bus on machine {} (libvirt places {} devices)",
