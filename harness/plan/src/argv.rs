@@ -1090,10 +1090,19 @@ impl B<'_> {
                     } else {
                         "virtserialport"
                     };
+                    let at = d.device.virtio_serial.unwrap_or_default();
                     let vs = a
-                        .controller("virtio-serial", 0)
+                        .controller("virtio-serial", at.controller)
                         .map(|x| x.alias.clone())
-                        .ok_or_else(|| self.err(i, "no virtio-serial controller"))?;
+                        .ok_or_else(|| {
+                            self.err(
+                                i,
+                                format!(
+                                    "Could not find virtio-serial controller with index {} required for device",
+                                    at.controller
+                                ),
+                            )
+                        })?;
                     // Ports in document order: 0 is the console's, channels from 1.
                     let earlier = a.devices[..i]
                         .iter()
@@ -1102,11 +1111,12 @@ impl B<'_> {
                             if k.element == "channel" && k.target_type.as_deref() == Some("virtio"))
                         })
                         .count() as u32;
-                    let nr = c
-                        .target_port
-                        .unwrap_or(if console { 0 } else { 1 + earlier });
+                    let nr =
+                        at.port
+                            .or(c.target_port)
+                            .unwrap_or(if console { 0 } else { 1 + earlier });
                     let mut o = Opts::new(driver)
-                        .kv("bus", format!("{vs}.0"))
+                        .kv("bus", format!("{vs}.{}", at.bus))
                         .kv("nr", nr.to_string());
                     if let Some(n) = &c.target_name {
                         o = o.kv("name", n);
