@@ -1180,7 +1180,7 @@ impl B<'_> {
 /// (key `<placement>:<type>`, or `<placement>:<type>@<machine>` on another machine)
 /// started. Launches on a machine of another family say nothing about this one (q35's
 /// `pcie.0` refuses what pc's `pci.0` takes).
-pub fn recorded_refusal<'c>(
+fn recorded_refusal<'c>(
     caps: &'c Snapshot,
     family: Family,
     ty: &str,

@@ -156,8 +156,8 @@ impl Work<'_> {
                             a.dev, x.controller, x.bus, x.target, x.unit
                         ),
                     )
-                    .element("address")
-                    .attr("unit", x.unit.to_string()));
+                    .element("target")
+                    .attr("dev", a.dev.clone()));
                 }
             }
         }
