@@ -103,6 +103,16 @@ impl Work<'_> {
                                 .attr("type", ty.to_string()),
                         );
                     }
+                    if ty == "virtio-mmio" && pci_flags.is_some() {
+                        // libvirt builds the virtio-*-device form on the machine's MMIO
+                        // transports; a plan only places PCI and CCW devices.
+                        return Err(dev_err(
+                            d,
+                            "virtio-mmio addresses are not modelled: give the device <address type='pci'/> or no address",
+                        )
+                        .element("address")
+                        .attr("type", ty.to_string()));
+                    }
                     if let Some(what) = classify::pci_device_name(kind, pci_flags.is_some()) {
                         // libvirt keeps such an address and builds the device with it:
                         // QEMU either refuses the options it turns into (iobase=, a USB
