@@ -6,6 +6,9 @@
 //! * [`diff`] / [`diff_render`]: caps diff data and its text, Markdown, HTML, JSON forms;
 //! * [`drift`]: how the plan of one domain changes between two snapshots;
 //! * [`junit`], [`html`]: the matrix renderings;
+//! * [`page`]: what every HTML page shares (CSS, skeleton, anchors, diff blocks), used by
+//!   [`html`] and [`diff_render`];
+//! * [`shell`]: shell quoting of an argv for display;
 //! * [`render`]: the run directory ([`render::write_run`]);
 //! * [`load`]: reading records and snapshots from disk.
 //!
@@ -17,5 +20,7 @@ pub mod drift;
 pub mod html;
 pub mod junit;
 pub mod load;
+pub mod page;
 pub mod render;
 pub mod results;
+pub mod shell;

@@ -53,12 +53,8 @@ pub fn unified_diff(
     expected_name: &str,
     actual_name: &str,
 ) -> String {
-    let diff = similar::TextDiff::from_lines(expected, actual);
-    let text = diff
-        .unified_diff()
-        .context_radius(3)
-        .header(expected_name, actual_name)
-        .to_string();
+    let text =
+        qconform_reports::diff::unified_text(expected, actual, (expected_name, actual_name), 3);
     let lines: Vec<&str> = text.lines().collect();
     if lines.len() <= MAX_DIFF_LINES {
         return text;
