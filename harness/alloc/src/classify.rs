@@ -259,7 +259,7 @@ pub fn pci_device_name(kind: &DeviceKind, takes_pci: bool) -> Option<String> {
         | DeviceKind::Panic(m)
         | DeviceKind::Crypto(m) => m.model.clone(),
         DeviceKind::Memory(m) => Some(m.model.clone()),
-        DeviceKind::Hostdev(h) => Some(h.htype.clone()),
+        DeviceKind::Hostdev(h) => return Some(format!("<hostdev type='{}'>", h.htype)),
         _ => None,
     };
     Some(match model {
