@@ -10,6 +10,8 @@
 //!   multicast '…'" (virDomainNetDefParseXML).
 //! * At most one `<memballoon>` ("only a single memory balloon device is supported",
 //!   virDomainDefParseXML).
+//! * `<memballoon model>` is one of libvirt's models ("Invalid value for attribute 'model'
+//!   in element 'memballoon': 'foo'.", virXMLPropEnum); 'xen' has no QEMU device.
 //! * `<rng model>` is `virtio`, `virtio-transitional` or `virtio-non-transitional`
 //!   ("unknown RNG model '…'", virDomainRNGDefParseXML).
 //! * A `<boot order>` value is used once ("boot order '1' used for more than one device",
@@ -74,7 +76,31 @@ impl Work<'_> {
                         }
                     }
                 }
-                DeviceKind::Memballoon(_) => {
+                DeviceKind::Memballoon(m) => {
+                    match m.model.as_deref() {
+                        None
+                        | Some("virtio")
+                        | Some("virtio-transitional")
+                        | Some("virtio-non-transitional")
+                        | Some("none") => {}
+                        Some("xen") => {
+                            return Err(Error::new(
+                                "memory balloon model 'xen' has no QEMU device: use 'virtio' or 'none'",
+                            )
+                            .element("memballoon")
+                            .attr("model", "xen")
+                            .at(d.pos));
+                        }
+                        Some(other) => {
+                            // virXMLPropEnum's wording.
+                            return Err(Error::new(format!(
+                                "Invalid value for attribute 'model' in element 'memballoon': '{other}'."
+                            ))
+                            .element("memballoon")
+                            .attr("model", other)
+                            .at(d.pos));
+                        }
+                    }
                     balloons += 1;
                     if balloons > 1 {
                         return Err(
