@@ -16,6 +16,8 @@
 //!   ("unknown RNG model '…'", virDomainRNGDefParseXML).
 //! * A `<boot order>` value is used once ("boot order '1' used for more than one device",
 //!   virDomainDefCollectBootOrder in domain_postparse.c).
+//! * A disk's target starts with `hd`, `sd`, `vd`, `xvd` or `ubd`, a floppy's with `fd`
+//!   ("Invalid harddisk device name: xyz", virDomainDiskDefValidate).
 //! * Two disks never share a `<target dev>` ("target 'vda' duplicated for disk sources
 //!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
 //!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
@@ -142,6 +144,26 @@ impl Work<'_> {
                         .attr("order", o.to_string()),
                 );
             }
+        }
+        for d in &self.devs {
+            let DeviceKind::Disk(k) = &d.device.kind else {
+                continue;
+            };
+            // virDomainDiskDefValidate.
+            let msg = match k.device.as_str() {
+                "disk" | "lun"
+                    if !["hd", "sd", "vd", "xvd", "ubd"]
+                        .iter()
+                        .any(|p| k.dev.starts_with(p)) =>
+                {
+                    format!("Invalid harddisk device name: {}", k.dev)
+                }
+                "floppy" if !k.dev.starts_with("fd") => {
+                    format!("Invalid floppy device name: {}", k.dev)
+                }
+                _ => continue,
+            };
+            return Err(dev_err(d, msg).element("target").attr("dev", k.dev.clone()));
         }
         let disks: Vec<_> = self
             .devs
