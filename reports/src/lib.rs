@@ -10,9 +10,10 @@
 //!   [`html`] and [`diff_render`];
 //! * [`shell`]: shell quoting of an argv for display;
 //! * [`render`]: the run directory ([`render::write_run`]);
-//! * [`load`]: reading records and snapshots from disk.
+//! * [`load`]: reading records, snapshots and text inputs from disk;
+//! * [`output`]: writing an output file to a user's path without destroying what it is.
 //!
-//! Everything but [`render::write_run`] and [`load`] is pure.
+//! Everything but [`render::write_run`], [`load`] and [`output`] is pure.
 
 pub mod diff;
 pub mod diff_render;
@@ -20,6 +21,7 @@ pub mod drift;
 pub mod html;
 pub mod junit;
 pub mod load;
+pub mod output;
 pub mod page;
 pub mod render;
 pub mod results;
