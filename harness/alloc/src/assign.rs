@@ -343,17 +343,20 @@ impl<'c> Work<'c> {
                         k.bus = Some(b.to_string());
                     }
                     let bus = k.bus.clone().unwrap_or_default();
+                    // The device and drive ids are numbered by the target name's index
+                    // (libvirt's virDiskNameToIndex), so a name without one would share
+                    // `virtio-disk0` (or `usb-disk0`) with `vda`.
+                    let idx = names::disk_index(&k.dev).ok_or_else(|| {
+                        Error::new(format!(
+                            "disk target '{}' is not a disk name with an index (like vda or sdb)",
+                            k.dev
+                        ))
+                        .element("target")
+                        .attr("dev", k.dev.clone())
+                        .at(d.device.pos)
+                    })?;
                     match (&d.device.address, bus.as_str()) {
                         (Address::Absent | Address::None, "ide" | "sata" | "scsi" | "fdc") => {
-                            let idx = names::disk_index(&k.dev).ok_or_else(|| {
-                                Error::new(format!(
-                                    "cannot derive a drive address from disk target '{}'",
-                                    k.dev
-                                ))
-                                .element("target")
-                                .attr("dev", k.dev.clone())
-                                .at(d.device.pos)
-                            })?;
                             if let Some(da) = names::drive_address(&bus, idx) {
                                 d.device.address = Address::Drive(da);
                             }
