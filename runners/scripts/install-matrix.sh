@@ -38,6 +38,8 @@
 #                                  the matrix itself does not need them, and every extra suite slows
 #                                  down each apt call on the host)
 #        QCONFORM_MATRIX_REFRESH=1 re-resolve package versions (apt-get update) even when stamped
+#        QCONFORM_MATRIX_SAMPLES   1 (default) also installs the qualify sample: bookworm-security's
+#                                  QEMU 7.2 x86_64 build, not part of the matrix ($ROOT/samples.tsv)
 #
 # `install` needs root (host apt sources + packages, debootstrap, chroot) unless every step is
 # already done. Every step leaves a stamp; a re-run with everything in place does no network or
@@ -144,9 +146,10 @@ check_arches() {
 # the virtio-gpu GL variants there), so a default `apt install` has them: the matrix does too.
 # (qemu-system-gui, also recommended, holds display backends only; -display none never loads it.)
 packages() {
-  local label=$1 a pkgs="" old=0
-  case $label in 7.2 | bullseye) old=1 ;; esac
-  for a in $ARCHES; do
+  local label=$1 a pkgs="" old=0 arches=$ARCHES
+  case $label in 7.2 | bullseye | sample-7.2) old=1 ;; esac
+  [ "$label" = sample-7.2 ] && arches=x86_64
+  for a in $arches; do
     case $a in
       x86_64) pkgs+=" qemu-system-x86 seabios ipxe-qemu" ;;
       aarch64) pkgs+=" qemu-system-arm" ;;
@@ -166,12 +169,13 @@ packages() {
 tree_suites() {
   case $1 in
     7.2) echo "bookworm bookworm-updates bookworm-security" ;;
+    sample-7.2) echo "bookworm-security" ;;
     10.0) echo "bookworm-backports" ;;
   esac
 }
 tree_qemu_version_re() {
   case $1 in
-    7.2) echo '^1:7\.2[+.~]' ;;
+    7.2 | sample-7.2) echo '^1:7\.2[+.~]' ;;
     10.0) echo '^1:10\.0[+.~]' ;;
   esac
 }
@@ -553,6 +557,32 @@ make_launchers() {
   log "matrix: ${#rows[@]} launchers in $ROOT/bin, table $ROOT/matrix.tsv"
 }
 
+# ---- step: the qualify sample ----------------------------------------------------------------
+
+# A real QEMU build that is not part of the matrix (so no snapshot in capsdata/ was recorded
+# from it): bookworm-security's 7.2 x86_64 build, an older point release than the matrix's 7.2
+# (bookworm main carries a later binNMU). The qualify tests qualify it against the 7.2
+# snapshot. Table: $ROOT/samples.tsv, same columns as matrix.tsv; launcher
+# $ROOT/samples/bin/qemu-7.2-x86_64 (same form as the matrix launchers).
+SAMPLES=${QCONFORM_MATRIX_SAMPLES:-1}
+want_samples() { [ "$SAMPLES" = 1 ]; }
+
+make_samples() {
+  local tree=$ROOT/trees/sample-7.2 bin body full tmp
+  bin=$tree/usr/bin/qemu-system-x86_64
+  [ -f "$bin" ] || die "sample: no $bin"
+  mkdir -p "$ROOT/samples/bin"
+  body=$(launcher_body "$tree" "$bin" sample-7.2 x86_64)
+  write_if_changed "$ROOT/samples/bin/qemu-7.2-x86_64" "$body"
+  full=$("$ROOT/samples/bin/qemu-7.2-x86_64" -version </dev/null 2>/dev/null | head -n 1) || true
+  case $full in "QEMU emulator version 7.2."*) ;; *) die "sample: '$bin -version' printed '$full'" ;; esac
+  tmp=$(mktemp "$ROOT/.samples.tsv.XXXXXX")
+  printf '%s\t%s\t%s\t%s\t%s\n' 7.2 x86_64 "$ROOT/samples/bin/qemu-7.2-x86_64" "$bin" "$full" >"$tmp"
+  chmod 644 "$tmp"
+  mv "$tmp" "$ROOT/samples.tsv"
+  log "sample: $full in $ROOT/samples.tsv"
+}
+
 # ---- subcommands -----------------------------------------------------------------------------
 
 cmd_install() {
@@ -572,6 +602,9 @@ cmd_install() {
       stamp_ok "tree-$l" "$(packages "$l")" && [ -d "$ROOT/trees/$l" ] || need_apt=1
     fi
   done
+  if want_samples && ! { stamp_ok tree-sample-7.2 "$(packages sample-7.2)" && [ -d "$ROOT/trees/sample-7.2" ]; }; then
+    need_apt=1
+  fi
   if [ "$need_apt" = 1 ] || [ -n "${QCONFORM_MATRIX_REFRESH:-}" ]; then
     log "mirror $(mirror)"
     step host-apt-sources host_apt_sources
@@ -585,6 +618,7 @@ cmd_install() {
     for l in $labels; do
       is_root_label "$l" || install_tree "$l"
     done
+    if want_samples; then install_tree sample-7.2; fi
     for l in "${!bg[@]}"; do
       wait "${bg[$l]}" || die "$l root failed (see above)"
     done
@@ -593,6 +627,7 @@ cmd_install() {
     log "all trees stamped; skipping apt (set QCONFORM_MATRIX_REFRESH=1 to re-resolve versions)"
   fi
   step launchers make_launchers
+  if want_samples; then step samples make_samples; fi
   local total=$(($(now_ms) - T_START))
   [ "$need_apt" = 0 ] || log "disk: $(du -sh "$ROOT" 2>/dev/null | cut -f1) in $ROOT"
   log "install finished in $(fmt_ms "$total")s"

@@ -11,6 +11,7 @@ mod cmd_caps;
 mod cmd_diff;
 mod cmd_plan;
 mod cmd_probe;
+mod cmd_qualify;
 mod cmd_report;
 mod cmd_run;
 mod snapshot_arg;
@@ -49,6 +50,8 @@ enum Command {
     Diff(cmd_diff::Args),
     /// Show how a case's plan changes between two snapshots (guest ABI drift).
     Drift(cmd_diff::DriftArgs),
+    /// Qualify a QEMU build against a recorded baseline: probe, replay, live; a verdict.
+    Qualify(cmd_qualify::Args),
     /// Render or merge conformance results into JUnit, JSON lines and HTML.
     Report(cmd_report::Args),
 }
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run::run(a),
         Command::Diff(a) => cmd_diff::run(a),
         Command::Drift(a) => cmd_diff::run_drift(a),
+        Command::Qualify(a) => cmd_qualify::run(a),
         Command::Report(a) => cmd_report::run(a),
     };
     match result {
