@@ -351,9 +351,19 @@ fn placement_name(p: qconform_caps::Placement) -> String {
     p.as_str().to_owned()
 }
 
-/// QEMU's reason a type has no identity at a placement: the message recorded when the
-/// batch dropped it, else the first error line of its launch alone.
+/// QEMU's reason a type has no identity at a placement (without the `-device OPTIONS: `
+/// prefix naming our probe's option string).
 fn identity_reason(s: &Snapshot, ty: &str, placement: &str) -> String {
+    let r = identity_reason_raw(s, ty, placement);
+    match r.strip_prefix("-device ").and_then(|t| t.split_once(": ")) {
+        Some((_, msg)) => msg.to_owned(),
+        None => r,
+    }
+}
+
+/// The message recorded when the batch dropped the type, else the first error line of its
+/// launch alone.
+fn identity_reason_raw(s: &Snapshot, ty: &str, placement: &str) -> String {
     let ids = &s.raw.pci_identity;
     if let Some(alone) = ids.get(&format!("{placement}:{ty}"))
         && alone.outcome != LaunchOutcome::Started

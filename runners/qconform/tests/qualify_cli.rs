@@ -145,10 +145,11 @@ fn test_qualify_without_the_rom_directory_is_regressed_naming_nics_and_reason() 
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nQEMU_MODULE_DIR='{}'\nexport QEMU_MODULE_DIR\nexec '{}' -L '{}' \"$@\"\n",
+            "#!/bin/sh\nQEMU_MODULE_DIR='{}'\nexport QEMU_MODULE_DIR\nexec '{}' -L '{}' -L '{}' \"$@\"\n",
             tree.join("usr/lib/x86_64-linux-gnu/qemu").display(),
             copy.display(),
-            data.display()
+            data.display(),
+            tree.join("usr/share/seabios").display()
         ),
     )
     .expect("write launcher");
