@@ -257,17 +257,16 @@ pub fn compare_with_baseline(
 
 /// The lines only in `old` (`-`) and only in `new` (`+`), in diff order.
 fn changed_lines(old: &str, new: &str) -> String {
-    let diff = similar::TextDiff::from_lines(old, new);
+    let diff = qconform_reports::diff::unified_text(old, new, ("baseline", "new"), 0);
     let mut out = String::new();
-    for c in diff.iter_all_changes() {
-        let sign = match c.tag() {
-            similar::ChangeTag::Delete => "-",
-            similar::ChangeTag::Insert => "+",
-            similar::ChangeTag::Equal => continue,
-        };
-        out.push_str(&format!("  {sign} {}", c.value()));
-        if !c.value().ends_with('\n') {
-            out.push('\n');
+    for l in diff.lines() {
+        if l.starts_with("---") || l.starts_with("+++") {
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix('-') {
+            out.push_str(&format!("  - {rest}\n"));
+        } else if let Some(rest) = l.strip_prefix('+') {
+            out.push_str(&format!("  + {rest}\n"));
         }
     }
     out
