@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (QEMU matrix, guest kernels, Chromium for the
-# HTML check) when missing, checks formatting and lints (`cargo fmt --check`, then clippy with
+# The test command: installs what the tests need (QEMU matrix with the qualify sample, guest
+# kernels, Chromium for the HTML check) when missing, checks formatting and lints (`cargo fmt --check`, then clippy with
 # warnings as errors; either failing stops the run before any test), then runs the whole
 # workspace's tests: unit tests, the offline replay of every case against every snapshot, the
 # live tier against the installed matrix, and a bounded guest-boot subset.
@@ -19,7 +19,7 @@ log() { printf '[test %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 if [ "${QCONFORM_SKIP_INSTALL:-0}" != 1 ]; then
     if [ "$(id -u)" = 0 ]; then
-        log "installing the QEMU matrix (idempotent)"
+        log "installing the QEMU matrix and the qualify sample (idempotent)"
         "$here/install-matrix.sh" install
         log "installing guest kernels and initramfs (idempotent)"
         "$here/install-guest.sh" install
