@@ -33,6 +33,7 @@ pub mod livestage;
 pub mod outcome;
 pub mod planstage;
 pub mod planview;
+pub mod qualify;
 pub mod results;
 pub mod rig;
 pub mod snapshots;
