@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_caps;
 mod cmd_diff;
+mod cmd_explore;
 mod cmd_plan;
 mod cmd_probe;
 mod cmd_report;
@@ -51,6 +52,8 @@ enum Command {
     Drift(cmd_diff::DriftArgs),
     /// Render or merge conformance results into JUnit, JSON lines and HTML.
     Report(cmd_report::Args),
+    /// Check random domains from each snapshot's vocabulary on the real binaries.
+    Explore(cmd_explore::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd_diff::run(a),
         Command::Drift(a) => cmd_diff::run_drift(a),
         Command::Report(a) => cmd_report::run(a),
+        Command::Explore(a) => cmd_explore::run(a),
     };
     match result {
         Ok(code) => code,
