@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -45,8 +46,12 @@ use crate::{EXIT_FAILED, EXIT_RIG};
     qconform explore --caps 11.1/x86_64 --seed 7 --count 13 # replay: domain 12 of seed 7 again\n\n\
     Output: a summary per snapshot (generated, accepted, refused, started, agreed,\n\
     disagreements) and each distinct disagreement with its case directory.\n\n\
+    Differences the live check itself cannot judge (a class QEMU describes in words the\n\
+    check does not know, a function whose function 0 is absent) are listed as check-limit,\n\
+    not counted as disagreements.\n\n\
     Exit status: 0 no disagreement, 1 at least one disagreement, 3 the rig is broken (a\n\
-    snapshot's binary is not installed, QEMU could not be launched), 2 bad usage or input."
+    snapshot's binary is not installed, QEMU could not be launched), 2 bad usage or input,\n\
+    130 interrupted (Ctrl-C; every QEMU is stopped and the summary printed)."
 )]
 pub struct Args {
     /// Snapshot to explore: a file, an id resolved in --caps-dir (`11.1/x86_64`), or a
@@ -195,7 +200,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out: Some(args.out.clone()),
         minimize_budget: args.minimize_budget,
         jobs,
+        interrupt: Arc::new(AtomicBool::new(false)),
     };
+    // QEMU runs in its own process group and does not get the terminal's SIGINT: on
+    // Ctrl-C or SIGTERM no new domain starts, the ones in flight finish (their QEMU is
+    // stopped as always) and the summary of what was checked is printed.
+    {
+        let flag = Arc::clone(&settings.interrupt);
+        let _guard = rig.runtime.enter();
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot install the SIGINT handler")?;
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot install the SIGTERM handler")?;
+        rig.runtime.spawn(async move {
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);
         b.set_style(
@@ -226,6 +250,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         add_to_report(run_dir, &report.to_json())?;
     }
     let totals = report.totals();
+    if settings.interrupt.load(Ordering::SeqCst) {
+        eprintln!("qconform explore: interrupted; the summary covers the domains checked");
+        return Ok(ExitCode::from(130));
+    }
     Ok(if totals.rig_errors > 0 {
         ExitCode::from(EXIT_RIG)
     } else if totals.disagreements > 0 {
