@@ -23,7 +23,7 @@ use crate::{EXIT_FAILED, EXIT_RIG};
 /// Arguments of `qconform explore`.
 #[derive(Debug, clap::Args)]
 #[command(
-    long_about = "Differential testing on inputs nobody wrote. For each caps snapshot, \
+    after_help = "Differential testing on inputs nobody wrote. For each caps snapshot, \
     generate seeded random libvirt domains from the snapshot's own vocabulary (its machines \
     and buses, the device models its binary has: NICs, disks on every bus, PCI controllers \
     of every model, USB, SCSI, virtio-serial, video, sound, watchdog, rng, input, balloon, \
@@ -36,14 +36,14 @@ use crate::{EXIT_FAILED, EXIT_RIG};
     Each distinct disagreement is minimised by delta debugging (devices, then explicit \
     addresses) and written to --out as a case directory (domain.xml + a case.toml skeleton \
     with the observed facts) ready to finish and move under cases/. The same seed gives the \
-    same domains on every host, whatever --jobs is.",
-    after_help = "Examples:\n  \
+    same domains on every host, whatever --jobs is.\n\n\
+    Examples:\n  \
     qconform explore --caps 11.1/x86_64 --count 50          # 50 domains on one snapshot\n  \
     qconform explore --count 200 --jobs 2                   # 200 per snapshot in capsdata/\n  \
     qconform explore --time 10m --out results/latest/explore --report results/latest\n  \
     \x20                                                       # what the nightly job does\n  \
     qconform explore --caps 7.2/s390x --seed 42 --format json\n  \
-    qconform explore --caps 11.1/x86_64 --seed 7 --count 13 # replay: domain 12 of seed 7 again\n\n\
+    qconform explore --caps 11.1/x86_64 --seed 7 --count 13 # replay domains 0-12 of seed 7\n\n\
     Output: a summary per snapshot (generated, accepted, refused, started, agreed,\n\
     disagreements) and each distinct disagreement with its case directory.\n\n\
     Differences the live check itself cannot judge (a class QEMU describes in words the\n\
@@ -64,7 +64,7 @@ pub struct Args {
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Domains per snapshot.
+    /// Domains per snapshot [default: 100 unless --time is given].
     #[arg(long, conflicts_with = "time")]
     pub count: Option<u64>,
     /// Time budget for the whole run (`90s`, `10m`, `1h`), shared evenly by the snapshots.
