@@ -25,6 +25,7 @@
 pub mod binaries;
 pub mod case;
 pub mod config;
+pub mod explore;
 pub mod gate;
 pub mod golden;
 pub mod gueststage;

@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 mod cmd_caps;
 mod cmd_diff;
 mod cmd_libvirt_suite;
+mod cmd_explore;
 mod cmd_plan;
 mod cmd_probe;
 mod cmd_qualify;
@@ -69,6 +70,8 @@ enum Command {
     Report(cmd_report::Args),
     /// Replay libvirt's own test domains and print the parity with libvirt's argv.
     LibvirtSuite(cmd_libvirt_suite::Args),
+    /// Check random domains from each snapshot's vocabulary on the real binaries.
+    Explore(cmd_explore::Args),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Qualify(a) => cmd_qualify::run(a),
         Command::Report(a) => cmd_report::run(a),
         Command::LibvirtSuite(a) => cmd_libvirt_suite::run(a),
+        Command::Explore(a) => cmd_explore::run(a),
     };
     match result {
         Ok(code) => code,
