@@ -26,6 +26,7 @@ use serde_json::Value;
 
 pub use derive::{
     DeriveError, bus_categories, device_ids_of_argv, error_line, no_user_devices, placement_of_key,
+    sriov_vf_offsets,
 };
 pub use guestview::GuestPciFunction;
 pub use qtree::{QtreeBus, QtreeDevice, parse_qtree};
@@ -533,6 +534,12 @@ impl Snapshot {
         ids.get(&placement)
             .or_else(|| ids.get(&Placement::Root))
             .copied()
+    }
+
+    /// Devfn offsets, from the physical function, of the SR-IOV virtual functions this
+    /// binary creates when it realizes a device of type `ty` (see [`sriov_vf_offsets`]).
+    pub fn sriov_vf_offsets(&self, ty: &str) -> Vec<u8> {
+        sriov_vf_offsets(&self.raw.pci_identity, ty)
     }
 
     /// Caps of a machine (canonical name or alias).

@@ -285,6 +285,12 @@ fn bus_signature(query_pci: &Value) -> BusSignature {
     out
 }
 
+/// Vendor id of a function that is not there: a guest's config read of an absent function
+/// returns all ones, and so do QEMU's SR-IOV virtual functions until the guest enables
+/// them (`igb` on QEMU 10.0+ creates its virtual functions at realize and `query-pci` lists
+/// them as `ffff:ffff`; pcie_sriov.c). No guest enumerates such a function.
+const ABSENT_VENDOR: u16 = 0xffff;
+
 /// A PCI function's class as observed: a number where QEMU gave one (`query-pci`, guest
 /// sysfs), otherwise QEMU's class description from `info qtree`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -542,6 +548,9 @@ pub fn observe_numbered(
                 format!("behind hidden {}: {h}", f.qdev_id),
             );
         }
+        if f.vendor == ABSENT_VENDOR {
+            continue;
+        }
         out.push(ObservedFunction {
             // Expander host bridges share domain 0; their buses carry their own numbers.
             domain: 0,
@@ -651,6 +660,9 @@ fn walk_frozen(
             continue;
         };
         let (vendor, device) = d.pci_id.map_or((0, 0), |(v, dv, _, _)| (v, dv));
+        if vendor == ABSENT_VENDOR {
+            continue;
+        }
         let by_place = if owner.is_none() {
             ctx.root_classes
                 .get(&(ctx.domain, u32::from(slot), u32::from(function)))

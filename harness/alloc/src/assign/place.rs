@@ -240,6 +240,61 @@ impl Work<'_> {
         self.chipset(&mut set, &mut locs)?;
         self.assign_slots(&mut set, &mut locs)?;
         self.locs = locs;
+        self.check_sriov_vfs()
+    }
+
+    /// A device whose QEMU type has SR-IOV virtual functions in this binary (`igb` on
+    /// QEMU 10.0 and later) takes, when QEMU realizes it, the functions at the offsets the
+    /// snapshot recorded (for `igb`: devfn + 0x80, stride 2, 8 functions, hw/net/igb.c and
+    /// hw/pci/pcie_sriov.c). libvirt does not know them, so QEMU refuses what lands there,
+    /// and refuses the device itself when the last of them is past function 0x1f.7.
+    fn check_sriov_vfs(&self) -> Result<(), Error> {
+        for (i, d) in self.devs.iter().enumerate() {
+            let ty = match &d.device.kind {
+                DeviceKind::Interface(n) if n.itype != "hostdev" => n.model.as_deref(),
+                _ => None,
+            };
+            let (Some(ty @ "igb"), Some(pf)) = (ty, self.locs[i]) else {
+                continue;
+            };
+            let offsets = self.caps.sriov_vf_offsets(ty);
+            let Some(&last) = offsets.last() else {
+                continue;
+            };
+            let devfn = u16::from(pf.slot) * 8 + u16::from(pf.function);
+            if devfn + u16::from(last) > 0xff {
+                return Err(addr_err(
+                    d,
+                    format!(
+                        "VF addr overflows: QEMU creates the SR-IOV virtual functions of {ty} at \
+                         function offsets up to 0x{last:02x} from its address, and slot 0x{:02x} \
+                         function {} puts the last of them past slot 0x1f function 7",
+                        pf.slot, pf.function
+                    ),
+                ));
+            }
+            for off in offsets {
+                let vf = devfn + u16::from(off);
+                let (slot, function) = ((vf / 8) as u8, (vf % 8) as u8);
+                let clash = self.devs.iter().enumerate().find(|&(j, _)| {
+                    j != i
+                        && self.locs[j].is_some_and(|l| {
+                            l.bus == pf.bus && l.slot == slot && l.function == function
+                        })
+                });
+                if let Some((_, o)) = clash {
+                    return Err(addr_err(
+                        o,
+                        format!(
+                            "PCI: slot {slot} function {function} not available: it is an SR-IOV \
+                             virtual function of {ty} '{}' (slot 0x{:02x} function {}), which \
+                             QEMU creates when it realizes that device",
+                            d.alias, pf.slot, pf.function
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
