@@ -873,6 +873,19 @@ impl B<'_> {
                     .controller()
                     .and_then(|c| c.model.clone())
                     .unwrap_or_default();
+                if model == "lsisas1068" && x.unit > 0 {
+                    // libvirt passes the unit as `lun=` (qemuBuildDeviceAddressProps), but
+                    // mptsas1068 has one LUN per target (hw/scsi/mptsas.c: max_lun 0), so
+                    // QEMU refuses the device.
+                    return Err(self.err(
+                        i,
+                        format!(
+                            "bad scsi device lun: {}: <address type='drive' unit='{}'/> on \
+                             controller model 'lsisas1068' (QEMU mptsas1068 has LUN 0 only)",
+                            x.unit, x.unit
+                        ),
+                    ));
+                }
                 let mut o = Opts::new(driver).kv("bus", format!("{}.0", ctrl.alias));
                 o = if model == "lsilogic" {
                     o.kv("scsi-id", x.unit.to_string())
