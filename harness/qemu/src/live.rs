@@ -334,75 +334,102 @@ impl ObservedFunction {
     }
 }
 
-/// QEMU's class descriptions (`pci_class_descriptions` in hw/pci/pci.c), as `info qtree`
-/// prints them; other classes print as `Class %04x`.
+/// QEMU's class descriptions (`pci_class_descriptions` in hw/pci/pci.c), which `info qtree`
+/// prints for a function whose class word is in that table; any other class prints as
+/// `Class %04x` (measured on QEMU 5.2-11.1: `Class 0880`, `Class 0980`, `Class 00ff`).
+const CLASS_DESCRIPTIONS: &[(u16, &str)] = &[
+    (0x0001, "VGA controller"),
+    (0x0100, "SCSI controller"),
+    (0x0101, "IDE controller"),
+    (0x0102, "Floppy controller"),
+    (0x0103, "IPI controller"),
+    (0x0104, "RAID controller"),
+    (0x0106, "SATA controller"),
+    (0x0107, "SAS controller"),
+    (0x0180, "Storage controller"),
+    (0x0200, "Ethernet controller"),
+    (0x0201, "Token Ring controller"),
+    (0x0202, "FDDI controller"),
+    (0x0203, "ATM controller"),
+    (0x0280, "Network controller"),
+    (0x0300, "VGA controller"),
+    (0x0301, "XGA controller"),
+    (0x0302, "3D controller"),
+    (0x0380, "Display controller"),
+    (0x0400, "Video controller"),
+    (0x0401, "Audio controller"),
+    (0x0402, "Phone"),
+    (0x0403, "Audio controller"),
+    (0x0480, "Multimedia controller"),
+    (0x0500, "RAM controller"),
+    (0x0501, "Flash controller"),
+    (0x0580, "Memory controller"),
+    (0x0600, "Host bridge"),
+    (0x0601, "ISA bridge"),
+    (0x0602, "EISA bridge"),
+    (0x0603, "MC bridge"),
+    (0x0604, "PCI bridge"),
+    (0x0605, "PCMCIA bridge"),
+    (0x0606, "NUBUS bridge"),
+    (0x0607, "CARDBUS bridge"),
+    (0x0608, "RACEWAY bridge"),
+    (0x0680, "Bridge"),
+    (0x0700, "Serial port"),
+    (0x0701, "Parallel port"),
+    (0x0800, "Interrupt controller"),
+    (0x0801, "DMA controller"),
+    (0x0802, "Timer"),
+    (0x0803, "RTC"),
+    (0x0900, "Keyboard"),
+    (0x0901, "Pen"),
+    (0x0902, "Mouse"),
+    (0x0a00, "Dock station"),
+    (0x0b00, "i386 cpu"),
+    // Spelled "Fireware contorller" before QEMU 7.1.
+    (0x0c00, "Firewire controller"),
+    (0x0c00, "Fireware contorller"),
+    (0x0c01, "Access bus controller"),
+    (0x0c02, "SSA controller"),
+    (0x0c03, "USB controller"),
+    (0x0c04, "Fibre channel controller"),
+    (0x0c05, "SMBus"),
+];
+
+/// The description `info qtree` prints for a class.
 pub fn class_description(class: u16) -> String {
-    let d = match class {
-        0x0001 => "VGA controller",
-        0x0100 => "SCSI controller",
-        0x0101 => "IDE controller",
-        0x0102 => "Floppy controller",
-        0x0103 => "IPI controller",
-        0x0104 => "RAID controller",
-        0x0106 => "SATA controller",
-        0x0107 => "SAS controller",
-        0x0180 => "Storage controller",
-        0x0200 => "Ethernet controller",
-        0x0201 => "Token Ring controller",
-        0x0202 => "FDDI controller",
-        0x0203 => "ATM controller",
-        0x0280 => "Network controller",
-        0x0300 => "VGA controller",
-        0x0301 => "XGA controller",
-        0x0302 => "3D controller",
-        0x0380 => "Display controller",
-        0x0400 => "Video controller",
-        0x0401 | 0x0403 => "Audio controller",
-        0x0402 => "Phone",
-        0x0480 => "Multimedia controller",
-        0x0500 => "RAM controller",
-        0x0501 => "Flash controller",
-        0x0580 => "Memory controller",
-        0x0600 => "Host bridge",
-        0x0601 => "ISA bridge",
-        0x0602 => "EISA bridge",
-        0x0603 => "MC bridge",
-        0x0604 => "PCI bridge",
-        0x0605 => "PCMCIA bridge",
-        0x0606 => "NUBUS bridge",
-        0x0607 => "CARDBUS bridge",
-        0x0608 => "RACEWAY bridge",
-        0x0680 => "Bridge",
-        0x0700 => "Serial port",
-        0x0701 => "Parallel port",
-        0x0800 => "Interrupt controller",
-        0x0803 => "RTC",
-        0x0804 => "PCI Hotplug",
-        0x0805 => "SD Host controller",
-        0x0880 => "System peripheral",
-        0x0900 => "Keyboard controller",
-        0x0901 => "Digitizer",
-        0x0902 => "Mouse controller",
-        0x0903 => "Scanner controller",
-        0x0904 => "Gameport controller",
-        0x0980 => "Input device controller",
-        0x0a00 => "Dock station",
-        0x0b00 => "i386 cpu",
-        0x0c00 => "Fireware contorller",
-        0x0c01 => "Access bus controller",
-        0x0c02 => "SSA controller",
-        0x0c03 => "USB controller",
-        0x0c04 => "Fibre channel controller",
-        0x0c05 => "SMBus",
-        _ => return format!("Class {class:04x}"),
-    };
-    d.to_owned()
+    CLASS_DESCRIPTIONS
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map_or_else(|| format!("Class {class:04x}"), |(_, d)| (*d).to_owned())
+}
+
+/// The class an `info qtree` description stands for: `Class XXXX` gives its number, a name
+/// of QEMU's table the one class it names. A name two classes share (`VGA controller`:
+/// 0001 and 0300, `Audio controller`: 0401 and 0403) stays a description, which
+/// [`class_matches`] compares by name.
+pub fn class_from_description(desc: &str) -> ClassObs {
+    if let Some(hex) = desc.strip_prefix("Class ")
+        && hex.len() == 4
+        && let Ok(c) = u16::from_str_radix(hex, 16)
+    {
+        return ClassObs::Code(c);
+    }
+    let mut codes = CLASS_DESCRIPTIONS
+        .iter()
+        .filter(|(_, d)| *d == desc)
+        .map(|(c, _)| *c);
+    match (codes.next(), codes.next()) {
+        (Some(c), None) => ClassObs::Code(c),
+        _ => ClassObs::Desc(desc.to_owned()),
+    }
 }
 
 fn class_matches(obs: &ClassObs, code: u16) -> bool {
     match obs {
         ClassObs::Code(c) => *c == code,
-        ClassObs::Desc(d) => *d == class_description(code),
+        ClassObs::Desc(d) => CLASS_DESCRIPTIONS
+            .iter()
+            .any(|(c, name)| *c == code && name == d),
     }
 }
 
@@ -675,7 +702,7 @@ fn walk_frozen(
             .filter(|_| !d.id.is_empty())
             .or(by_place)
             .map(|c| ClassObs::Code(*c))
-            .or_else(|| d.class_desc.clone().map(ClassObs::Desc))
+            .or_else(|| d.class_desc.as_deref().map(class_from_description))
             .unwrap_or(ClassObs::Desc(String::new()));
         let hidden = match hidden_from {
             Some(h) => Some(h.to_owned()),
@@ -807,7 +834,7 @@ pub fn observe_zpci(
         let class = classes
             .get(&z.target)
             .map(|c| ClassObs::Code(*c))
-            .or_else(|| dev.class_desc.clone().map(ClassObs::Desc))
+            .or_else(|| dev.class_desc.as_deref().map(class_from_description))
             .unwrap_or(ClassObs::Desc(String::new()));
         // Measured on s390x guests (7.2-11.1): a PCI bridge paired with a zpci device is
         // not listed by the guest; only the functions behind it are, each under its uid.
@@ -929,6 +956,29 @@ mod tests {
     }
 
     #[test]
+    fn test_class_text_of_info_qtree_reads_as_class_numbers() {
+        assert_eq!(class_from_description("Keyboard"), ClassObs::Code(0x0900));
+        assert_eq!(class_from_description("Mouse"), ClassObs::Code(0x0902));
+        assert_eq!(class_from_description("Class 0880"), ClassObs::Code(0x0880));
+        assert_eq!(class_from_description("Class 00ff"), ClassObs::Code(0x00ff));
+        assert_eq!(
+            class_from_description("Fireware contorller"),
+            ClassObs::Code(0x0c00)
+        );
+        assert_eq!(
+            class_from_description("Firewire controller"),
+            ClassObs::Code(0x0c00)
+        );
+        // Two classes share these names.
+        let vga = class_from_description("VGA controller");
+        assert_eq!(vga, ClassObs::Desc("VGA controller".into()));
+        assert!(class_matches(&vga, 0x0300) && class_matches(&vga, 0x0001));
+        assert!(!class_matches(&vga, 0x0380));
+        assert_eq!(class_description(0x0880), "Class 0880");
+        assert_eq!(class_description(0x0902), "Mouse");
+    }
+
+    #[test]
     fn test_numbering_poll_condition() {
         let mut port = dev(0, 2, 0x604, 0x1b36, 0xc, "pci.1");
         port["pci_bridge"] = json!({"bus": {"number": 0, "secondary": 0, "subordinate": 0}});
@@ -997,8 +1047,8 @@ mod tests {
                 "0000:00:00.0 0600: 1b36:0008",
                 "0000:00:02.0 0604: 1b36:000c",
                 "0000:00:03.0 0604: 1b36:000c",
-                "0000:01:00.0 [PCI bridge]: 104c:8232",
-                "0000:02:00.0 [PCI bridge]: 104c:8233",
+                "0000:01:00.0 0604: 104c:8232",
+                "0000:02:00.0 0604: 104c:8233",
                 "0000:04:00.0 0200: 1af4:1041",
             ]
         );
