@@ -492,6 +492,51 @@ fn class_from_desc(desc: &str, known: &BTreeMap<String, BTreeSet<u16>>) -> Optio
     }
 }
 
+/// Devfn offsets, from the physical function, of the SR-IOV virtual functions QEMU creates
+/// for a device type when it realizes it, read from the identity probe behind a PCIe port:
+/// there the type sits alone at function 0 of its bus, so every other function `info
+/// qtree` lists on that bus (the id-less virtual functions) is one of its own. Empty when
+/// the binary creates none (QEMU before 10.0 creates the virtual functions only when the
+/// guest enables them; measured with `igb` on QEMU 7.2, 10.0 and 11.1).
+pub fn sriov_vf_offsets(probes: &BTreeMap<String, IdentityProbe>, ty: &str) -> Vec<u8> {
+    for (key, probe) in probes {
+        if placement_of_key(key) != Some(Placement::PciePort)
+            || probe.outcome != LaunchOutcome::Started
+        {
+            continue;
+        }
+        let ids = device_ids_of_argv(&probe.argv);
+        let Some(tree) = probe.info_qtree.as_deref().and_then(parse_qtree) else {
+            continue;
+        };
+        for (_, bus) in tree.walk_buses() {
+            let Some(pf) = bus
+                .devices
+                .iter()
+                .find(|d| ids.get(&d.id).is_some_and(|t| t == ty))
+            else {
+                continue;
+            };
+            let Some((ps, pf_fn)) = pf.pci_addr else {
+                continue;
+            };
+            let pf_devfn = u16::from(ps) * 8 + u16::from(pf_fn);
+            let mut out: Vec<u8> = bus
+                .devices
+                .iter()
+                .filter(|d| d.id.is_empty())
+                .filter_map(|d| d.pci_addr)
+                .map(|(s, f)| u16::from(s) * 8 + u16::from(f))
+                .filter(|&devfn| devfn > pf_devfn)
+                .filter_map(|devfn| u8::try_from(devfn - pf_devfn).ok())
+                .collect();
+            out.sort_unstable();
+            return out;
+        }
+    }
+    Vec::new()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,49 +592,4 @@ mod tests {
         assert_eq!(ids.get("qc2").map(String::as_str), Some("nvme"));
         assert_eq!(ids.len(), 2);
     }
-}
-
-/// Devfn offsets, from the physical function, of the SR-IOV virtual functions QEMU creates
-/// for a device type when it realizes it, read from the identity probe behind a PCIe port:
-/// there the type sits alone at function 0 of its bus, so every other function `info
-/// qtree` lists on that bus (the id-less virtual functions) is one of its own. Empty when
-/// the binary creates none (QEMU before 10.0 creates the virtual functions only when the
-/// guest enables them; measured with `igb` on QEMU 7.2, 10.0 and 11.1).
-pub fn sriov_vf_offsets(probes: &BTreeMap<String, IdentityProbe>, ty: &str) -> Vec<u8> {
-    for (key, probe) in probes {
-        if placement_of_key(key) != Some(Placement::PciePort)
-            || probe.outcome != LaunchOutcome::Started
-        {
-            continue;
-        }
-        let ids = device_ids_of_argv(&probe.argv);
-        let Some(tree) = probe.info_qtree.as_deref().and_then(parse_qtree) else {
-            continue;
-        };
-        for (_, bus) in tree.walk_buses() {
-            let Some(pf) = bus
-                .devices
-                .iter()
-                .find(|d| ids.get(&d.id).is_some_and(|t| t == ty))
-            else {
-                continue;
-            };
-            let Some((ps, pf_fn)) = pf.pci_addr else {
-                continue;
-            };
-            let pf_devfn = u16::from(ps) * 8 + u16::from(pf_fn);
-            let mut out: Vec<u8> = bus
-                .devices
-                .iter()
-                .filter(|d| d.id.is_empty())
-                .filter_map(|d| d.pci_addr)
-                .map(|(s, f)| u16::from(s) * 8 + u16::from(f))
-                .filter(|&devfn| devfn > pf_devfn)
-                .filter_map(|devfn| u8::try_from(devfn - pf_devfn).ok())
-                .collect();
-            out.sort_unstable();
-            return out;
-        }
-    }
-    Vec::new()
 }

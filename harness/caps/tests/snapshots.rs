@@ -152,3 +152,23 @@ fn test_pxb_identity_comes_from_the_fallback_machine() {
     }
     assert!(seen >= 3, "{seen} x86_64 snapshots");
 }
+
+#[test]
+fn test_igb_virtual_functions_are_read_from_the_identity_probe() {
+    let all = snapshots();
+    // QEMU 10.0+ creates igb's eight virtual functions at realize, at devfn + 0x80 with
+    // stride 2 (hw/net/igb.c); 7.2 has no igb.
+    let vfs: Vec<u8> = (0..8).map(|k| 0x80 + 2 * k).collect();
+    assert_eq!(find(&all, "11.1.3/x86_64").sriov_vf_offsets("igb"), vfs);
+    assert_eq!(find(&all, "10.0.2/aarch64").sriov_vf_offsets("igb"), vfs);
+    assert!(
+        find(&all, "7.2.22/x86_64")
+            .sriov_vf_offsets("igb")
+            .is_empty()
+    );
+    assert!(
+        find(&all, "11.1.3/x86_64")
+            .sriov_vf_offsets("e1000e")
+            .is_empty()
+    );
+}
