@@ -417,7 +417,7 @@ fn guest_ignore(
 ) -> Option<String> {
     if !machine.is_some_and(|m| gueststage::machine_supported(&snap.arch, m)) {
         return Some(format!(
-            "the guest tier boots x86_64 pc/q35, s390x s390-ccw-virtio and aarch64 virt; not {} {}",
+            "the guest tier boots x86_64 pc/q35, s390x s390-ccw-virtio, aarch64 virt, ppc64 pseries and riscv64 virt; not {} {}",
             snap.arch,
             machine.unwrap_or("(unknown machine)")
         ));
