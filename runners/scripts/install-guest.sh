@@ -64,7 +64,8 @@
 # Usage: install-guest.sh [install|list|check|--help]      (default: install)
 #   check: boots every installed arch with the newest QEMU of install-matrix.sh's matrix.tsv
 #          and checks the marker lines (x86_64 with a PCIe root port, s390x with a zpci uid/fid and
-#          its CCW list, ppc64 and riscv64 with a virtio-net-pci).
+#          a virtio-rng-ccw at devno fe.1.0005, which the guest must list as 0.1.0005; aarch64,
+#          ppc64 and riscv64 with a virtio-net-pci).
 # Env:   QCONFORM_GUEST_ROOT       default $HOME/.cache/qconform/guest
 #        QCONFORM_GUEST_ARCHES     default "x86_64 s390x aarch64 ppc64 riscv64"
 #        QCONFORM_DEBIAN_MIRROR    default: the mirror of the host's bookworm apt source
@@ -345,8 +346,12 @@ build_initrd() { # ARCH
   log "$arch: initrd.gz $(du -h "$dir/initrd.gz" | cut -f1)"
 }
 
-write_assets() { # ARCH
+write_assets() { # ARCH (hashing ~200 MB of kernels takes seconds: only when something changed)
   local arch=$1 dir=$ROOT/$1
+  if [ -f "$dir/ASSETS" ] && [ "$dir/SHA256SUMS" -nt "$dir/vmlinuz" ] && [ "$dir/SHA256SUMS" -nt "$dir/initrd.gz" ] &&
+    [ "$dir/ASSETS" -nt "$dir/.kernel-package" ] && [ "$dir/ASSETS" -nt "$dir/.busybox-package" ]; then
+    return 0
+  fi
   {
     cat "$dir/.kernel-package" "$dir/.busybox-package"
   } >"$dir/ASSETS.tmp"
@@ -411,7 +416,7 @@ cmd_list() { # arch  vmlinuz  initrd.gz  kernel package+version  busybox package
 boot_args() {
   case $1 in
     x86_64) echo "-machine q35 -device pcie-root-port,id=rp1,bus=pcie.0,addr=0x2,chassis=1 -device virtio-net-pci,bus=rp1 --console=ttyS0" ;;
-    s390x) echo "-machine s390-ccw-virtio -device zpci,uid=3,fid=0x27,target=n0 -device virtio-net-pci,id=n0 --console=ttysclp0" ;;
+    s390x) echo "-machine s390-ccw-virtio -device zpci,uid=3,fid=0x27,target=n0 -device virtio-net-pci,id=n0 -device virtio-rng-ccw,devno=fe.1.0005 --console=ttysclp0" ;;
     aarch64) echo "-machine virt -cpu max -device virtio-net-pci --console=ttyAMA0" ;;
     ppc64) echo "-machine pseries -device virtio-net-pci --console=hvc0" ;;
     riscv64) echo "-machine virt -device virtio-net-pci --console=ttyS0" ;;
@@ -444,7 +449,7 @@ cmd_check() {
     # a marker can share its line with the tail of a kernel message (seen on pseries' hvc0)
     lines=$(sed 's/.*\(=== [A-Z]*-DEVICES-[A-Z]*\)$/\1/' <<<"$out" | sed -n '/^=== PCI-DEVICES-BEGIN$/,$p')
     if grep -q '^=== PCI-DEVICES-END$' <<<"$lines" && grep -q '^PCI ' <<<"$lines" &&
-      { [ "$a" != s390x ] || grep -q '^=== CCW-DEVICES-END$' <<<"$lines"; }; then
+      { [ "$a" != s390x ] || grep -q '^CCW 0.1.0005 cutype=3832/04 ' <<<"$lines"; }; then
       printf 'ok\t%s\t%s.%01ds\t%s\n' "$a" $((dt / 1000)) $((dt % 1000 / 100)) "$w"
       grep -E '^(PCI|CCW) ' <<<"$lines" | sed 's/^/\t/'
     else

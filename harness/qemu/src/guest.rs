@@ -387,10 +387,11 @@ pub fn parse_ccw_console(text: &str) -> Result<Vec<GuestCcw>, String> {
             done = true;
             break;
         }
-        if inside && let Some(pos) = line.find("CCW ") {
-            if let Some(tail) = line.get(pos..) {
-                out.push(parse_ccw_line(tail)?);
-            }
+        if inside
+            && let Some(pos) = line.find("CCW ")
+            && let Some(tail) = line.get(pos..)
+        {
+            out.push(parse_ccw_line(tail)?);
         }
     }
     if !done {

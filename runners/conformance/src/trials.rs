@@ -37,6 +37,10 @@ pub const GUEST_SUBSET: &[&str] = &[
     "zpci-auto-uid-fid",
     // aarch64 virt: a switch numbered by the guest kernel.
     "pcie-virt-switch",
+    // pseries: lone functions seen through the device tree, a PHB domain = its index.
+    "pseries-lone-function",
+    // riscv64 virt: a lone function hidden by the function-0 scan, a root port.
+    "virt-lone-function-riscv64",
 ];
 
 /// One trial.
