@@ -12,7 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use qconform_caps::{MachineCaps, PciId, Placement, PropertyInfo, Snapshot};
+use qconform_caps::{
+    LaunchOutcome, MachineCaps, PciId, Placement, PropertyInfo, Snapshot, device_ids_of_argv,
+    error_line, placement_of_key,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -211,6 +214,10 @@ pub struct MachineTypesDiff {
     pub newly_deprecated: Vec<String>,
     /// Present in both, deprecated only in the old one.
     pub no_longer_deprecated: Vec<String>,
+    /// Why each removed machine type is gone, in QEMU's terms: the new binary does not
+    /// list it in `query-machines`, and whether the old one had marked it deprecated.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removed_reasons: BTreeMap<String, String>,
     /// Unified diff of the machine name lists (rendering aid, not in JSON).
     #[serde(skip)]
     pub unified: String,
@@ -290,6 +297,10 @@ pub struct DevicePropertiesDiff {
     pub device: String,
     /// Whether the binary has the type (old, new), when that changed.
     pub present: Option<Change<bool>>,
+    /// QEMU's reply to `device-list-properties` on the side that lacks the type
+    /// (`Device 'qxl' not found`), when `present` changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Properties only in the new snapshot.
     pub added: Vec<PropertySummary>,
     /// Properties only in the old snapshot.
@@ -344,6 +355,14 @@ pub struct PciIdChange {
     pub old: Option<String>,
     /// New identity.
     pub new: Option<String>,
+    /// When `old` is `None`: why the old snapshot has no identity, in QEMU's words (the
+    /// error of the probe launch that carried the type, or `device-list-properties`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_reason: Option<String>,
+    /// When `new` is `None`: why the new snapshot has no identity (e.g. `failed to find
+    /// romfile "efi-e1000.rom"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_reason: Option<String>,
 }
 
 /// Everything that differs between two snapshots.
@@ -365,6 +384,10 @@ pub struct CapsDiff {
     pub machine_attributes: Vec<MachineFieldChange>,
     /// Concrete device types added or removed.
     pub device_types: ListDiff,
+    /// Why each removed device type is gone: QEMU's `device-list-properties` error where
+    /// the type was probed, otherwise that `qom-list-types` no longer lists it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_types_removed_reasons: BTreeMap<String, String>,
     /// Device types that became (or stopped being) `no-user`.
     pub no_user: ListDiff,
     /// Interface membership changes, by interface.
@@ -514,11 +537,24 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> CapsDiff {
     }
     newly_deprecated.sort_by(|a, b| natural_cmp(a, b));
     no_longer_deprecated.sort_by(|a, b| natural_cmp(a, b));
+    let removed_reasons = names
+        .removed
+        .iter()
+        .map(|m| {
+            let deprecated = oi.machines.get(m).is_some_and(|i| i.deprecated);
+            let mut why = format!("not listed by query-machines of {nid}");
+            if deprecated {
+                why.push_str(&format!("; deprecated in {oid}"));
+            }
+            (m.clone(), why)
+        })
+        .collect();
     let machine_types = MachineTypesDiff {
         added: names.added,
         removed: names.removed,
         newly_deprecated,
         no_longer_deprecated,
+        removed_reasons,
         unified: names.unified,
     };
 
@@ -549,6 +585,15 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> CapsDiff {
     let machine_attributes = machine_attribute_changes(old, new);
 
     let device_types = ListDiff::of_sets(&device_types(old), &device_types(new), labels);
+    let device_types_removed_reasons = device_types
+        .removed
+        .iter()
+        .map(|t| {
+            let why = properties_error(new, t)
+                .unwrap_or_else(|| format!("not listed by qom-list-types of {nid}"));
+            (t.clone(), why)
+        })
+        .collect();
     let no_user = ListDiff::of_sets(&oi.no_user, &ni.no_user, labels);
 
     let empty = BTreeSet::new();
@@ -581,13 +626,18 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> CapsDiff {
     let device_properties: Vec<DevicePropertiesDiff> = dev_names
         .into_iter()
         .filter_map(|d| {
-            property_diff(
+            let mut p = property_diff(
                 d,
                 oi.device_properties.get(d).and_then(Option::as_ref),
                 ni.device_properties.get(d).and_then(Option::as_ref),
                 oi.device_properties.contains_key(d),
                 ni.device_properties.contains_key(d),
-            )
+            )?;
+            if let Some(c) = &p.present {
+                let lacking = if c.new { old } else { new };
+                p.reason = properties_error(lacking, d);
+            }
+            Some(p)
         })
         .collect();
 
@@ -603,6 +653,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> CapsDiff {
         machine_fields,
         machine_attributes,
         device_types,
+        device_types_removed_reasons,
         no_user,
         interfaces,
         device_properties,
@@ -815,6 +866,7 @@ fn property_diff(
     any.then(|| DevicePropertiesDiff {
         device: device.to_owned(),
         present,
+        reason: None,
         added,
         removed,
         changed,
@@ -943,9 +995,14 @@ fn pci_id_changes(old: &Snapshot, new: &Snapshot) -> Vec<PciIdChange> {
             let ov = o.get(p).map(format_pci_id);
             let nv = n.get(p).map(format_pci_id);
             if ov != nv {
+                let why = |snap: &Snapshot, v: &Option<String>| {
+                    v.is_none().then(|| pci_id_reason(snap, d, *p)).flatten()
+                };
                 out.push(PciIdChange {
                     device: d.clone(),
                     placement: p.as_str().to_owned(),
+                    old_reason: why(old, &ov),
+                    new_reason: why(new, &nv),
                     old: ov,
                     new: nv,
                 });
@@ -953,4 +1010,47 @@ fn pci_id_changes(old: &Snapshot, new: &Snapshot) -> Vec<PciIdChange> {
         }
     }
     out
+}
+
+/// The `desc` of QEMU's error reply to `device-list-properties` for `device`, when the
+/// probe asked and QEMU refused (`Device 'qxl' not found`).
+pub fn properties_error(snap: &Snapshot, device: &str) -> Option<String> {
+    let err = snap.raw.device_properties.get(device)?.get("error")?;
+    let desc = err.get("desc").and_then(Value::as_str);
+    let class = err.get("class").and_then(Value::as_str);
+    match (desc, class) {
+        (Some(d), _) => Some(d.to_owned()),
+        (None, Some(c)) => Some(c.to_owned()),
+        (None, None) => Some(err.to_string()),
+    }
+}
+
+/// Why `snap` records no PCI identity for `device` at `placement`, in QEMU's words, from
+/// what the probe kept: the error QEMU gave when the type was left out of a shared launch
+/// (`rejected`), the error of a failed launch that carried the type (its own or a shared
+/// one), or QEMU's `device-list-properties` error for the type. `None` when the snapshot
+/// holds no such reason (the type was not probed at that placement).
+pub fn pci_id_reason(snap: &Snapshot, device: &str, placement: Placement) -> Option<String> {
+    let launches = snap
+        .raw
+        .pci_identity
+        .iter()
+        .filter(|(key, _)| placement_of_key(key) == Some(placement));
+    let mut failed = None;
+    for (_, probe) in launches {
+        if let Some(why) = probe.rejected.get(device) {
+            return Some(why.clone());
+        }
+        let carried = device_ids_of_argv(&probe.argv)
+            .values()
+            .any(|t| t == device);
+        if carried && failed.is_none() {
+            failed = match probe.outcome {
+                LaunchOutcome::Failed => error_line(&probe.stderr),
+                LaunchOutcome::Timeout => Some("timeout (QEMU did not answer)".to_owned()),
+                LaunchOutcome::Started | LaunchOutcome::Skipped => None,
+            };
+        }
+    }
+    failed.or_else(|| properties_error(snap, device))
 }

@@ -3,10 +3,11 @@
 
 use std::fmt::Write as _;
 
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::diff::{CapsDiff, DiffSet, ListDiff, SnapshotRef};
+use crate::page::{anchor_id, diff_block, document};
 
 /// Output format of `qconform diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,30 @@ fn name_list(names: &[String], max: usize) -> String {
 
 fn opt_text(v: Option<&str>) -> &str {
     v.unwrap_or("(none)")
+}
+
+/// A PCI identity, or `(none)` with QEMU's reason when the snapshot kept one.
+fn id_text(v: Option<&str>, reason: Option<&str>) -> String {
+    match (v, reason) {
+        (Some(v), _) => v.to_owned(),
+        (None, Some(r)) => format!("(none; QEMU: {r})"),
+        (None, None) => "(none)".to_owned(),
+    }
+}
+
+/// Lines `removed (<reason>): a, b, c`, one per distinct reason.
+fn reason_lines(reasons: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (name, why) in reasons {
+        by_reason.entry(why).or_default().push(name.clone());
+    }
+    by_reason
+        .into_iter()
+        .map(|(why, mut names)| {
+            names.sort_by(|a, b| crate::diff::natural_cmp(a, b));
+            format!("removed ({why}): {}", name_list(&names, 12))
+        })
+        .collect()
 }
 
 /// A section of a diff: a title and its lines (plain text; `unified` blocks kept apart
@@ -131,6 +156,7 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             s.lines.extend(mt.added.iter().map(|a| format!("+ {a}")));
             s.lines.extend(mt.removed.iter().map(|r| format!("- {r}")));
         }
+        s.lines.extend(reason_lines(&mt.removed_reasons));
         out.push(s);
     }
     if d.default_machine.is_some() || !d.aliases.is_empty() {
@@ -165,8 +191,8 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
                     "{} @ {}: {} -> {}",
                     c.device,
                     c.placement,
-                    opt_text(c.old.as_deref()),
-                    opt_text(c.new.as_deref())
+                    id_text(c.old.as_deref(), c.old_reason.as_deref()),
+                    id_text(c.new.as_deref(), c.new_reason.as_deref())
                 )
             })
             .collect();
@@ -263,7 +289,9 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             unified: Vec::new(),
         });
     }
-    if let Some(s) = list_section("Device types", &d.device_types) {
+    if let Some(mut s) = list_section("Device types", &d.device_types) {
+        s.lines
+            .extend(reason_lines(&d.device_types_removed_reasons));
         out.push(s);
     }
     if let Some(s) = list_section("no-user device types", &d.no_user) {
@@ -296,7 +324,12 @@ fn sections(d: &CapsDiff) -> Vec<Section> {
             lines.push(format!("{}:", p.device));
             if let Some(c) = &p.present {
                 let word = |b: bool| if b { "present" } else { "absent" };
-                lines.push(format!("  type {} -> {}", word(c.old), word(c.new)));
+                let why = p
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" (QEMU: {r})"))
+                    .unwrap_or_default();
+                lines.push(format!("  type {} -> {}{why}", word(c.old), word(c.new)));
             }
             for a in &p.added {
                 let def = a
@@ -450,34 +483,12 @@ fn md_escape(s: &str) -> String {
     out
 }
 
-/// A `<pre>` block with each line of a unified diff classed by its kind.
-pub fn diff_block(unified: &str) -> Markup {
-    html! {
-        pre.diff {
-            @for line in unified.lines() {
-                @let class = if line.starts_with("+++") || line.starts_with("---") {
-                    "h"
-                } else if line.starts_with("@@") {
-                    "at"
-                } else if line.starts_with('+') {
-                    "add"
-                } else if line.starts_with('-') {
-                    "del"
-                } else {
-                    "ctx"
-                };
-                span class=(class) { (line) } "\n"
-            }
-        }
-    }
-}
-
 /// Anchor id of a diff in a page (`diff-<arch>-<old>-<new>`, sanitised).
 pub fn diff_anchor(d: &CapsDiff) -> String {
-    crate::html::anchor_id(&format!("diff-{}", d.key()))
+    anchor_id(&format!("diff-{}", d.key()))
 }
 
-/// HTML fragment for one diff, for embedding in a page that carries [`crate::html::CSS`].
+/// HTML fragment for one diff, for embedding in a page that carries [`crate::page::CSS`].
 /// Long sections are collapsed in `<details>`.
 pub fn html_fragment(d: &CapsDiff) -> Markup {
     let secs = sections(d);
@@ -513,16 +524,7 @@ pub fn html_page(set: &DiffSet) -> String {
         [one] => format!("qconform caps diff {} → {}", one.old.id, one.new.id),
         _ => "qconform caps diff".to_owned(),
     };
-    let page = html! {
-        (maud::DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style { (PreEscaped(crate::html::CSS)) }
-            }
-            body {
+    let body = html! {
                 h1 { (title) }
                 @if set.diffs.len() > 1 {
                     nav { ul { @for d in &set.diffs {
@@ -535,8 +537,6 @@ pub fn html_page(set: &DiffSet) -> String {
                     h2 { "Unpaired snapshots" }
                     ul { @for l in &unpaired { li { (l) } } }
                 }
-            }
-        }
     };
-    page.into_string()
+    document(&title, None, &body)
 }

@@ -8,30 +8,12 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::results::{Outcome, TrialRecord};
+use crate::shell::shell_join;
 
 /// JUnit serialisation failed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write JUnit XML: {0}")]
 pub struct JunitError(#[from] quick_junit::SerializeError);
-
-/// Shell-style quoting of an argv for display (`-device 'virtio-net-pci,addr=0x3'`).
-pub fn shell_join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let plain = !a.is_empty()
-                && a.chars().all(|c| {
-                    c.is_ascii_alphanumeric()
-                        || matches!(c, '-' | '_' | '.' | '/' | ',' | '=' | ':' | '+' | '@')
-                });
-            if plain {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// Text of `system-out`: the argv, then QEMU's stderr tail.
 pub fn system_out(r: &TrialRecord) -> Option<String> {

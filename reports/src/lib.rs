@@ -6,10 +6,14 @@
 //! * [`diff`] / [`diff_render`]: caps diff data and its text, Markdown, HTML, JSON forms;
 //! * [`drift`]: how the plan of one domain changes between two snapshots;
 //! * [`junit`], [`html`]: the matrix renderings;
+//! * [`page`]: what every HTML page shares (CSS, skeleton, anchors, diff blocks), used by
+//!   [`html`] and [`diff_render`];
+//! * [`shell`]: shell quoting of an argv for display;
 //! * [`render`]: the run directory ([`render::write_run`]);
-//! * [`load`]: reading records and snapshots from disk.
+//! * [`load`]: reading records, snapshots and text inputs from disk;
+//! * [`output`]: writing an output file to a user's path without destroying what it is.
 //!
-//! Everything but [`render::write_run`] and [`load`] is pure.
+//! Everything but [`render::write_run`], [`load`] and [`output`] is pure.
 
 pub mod diff;
 pub mod diff_render;
@@ -17,5 +21,8 @@ pub mod drift;
 pub mod html;
 pub mod junit;
 pub mod load;
+pub mod output;
+pub mod page;
 pub mod render;
 pub mod results;
+pub mod shell;

@@ -114,12 +114,9 @@ impl TrialRecord {
     }
 }
 
-/// Numeric key of a dotted version string (`11.1.3` → `[11, 1, 3]`).
-pub fn version_key(v: &str) -> Vec<u64> {
-    v.split('.')
-        .map(|p| p.parse::<u64>().unwrap_or(u64::MAX))
-        .collect()
-}
+/// Numeric key of a dotted version string (`11.1.3` → `[11, 1, 3]`): the one version
+/// ordering, [`qconform_caps::version_key`].
+pub use qconform_caps::version_key;
 
 /// What a record means for a reader, one step finer than [`Event`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -3,8 +3,9 @@
 mod common;
 
 use common::sample_records;
-use qconform_reports::junit::{junit, shell_join};
+use qconform_reports::junit::junit;
 use qconform_reports::results::{Event, merge};
+use qconform_reports::shell::shell_join;
 
 #[test]
 fn junit_has_one_suite_per_version_arch_and_the_right_counts() {

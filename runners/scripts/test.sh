@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (QEMU matrix, guest kernels, Chromium for the
-# HTML check) when missing, then runs the whole workspace's tests: unit tests, the offline
-# replay of every case against every snapshot, the live tier against the installed matrix, and
-# a bounded guest-boot subset.
+# HTML check) when missing, checks formatting and lints (`cargo fmt --check`, then clippy with
+# warnings as errors; either failing stops the run before any test), then runs the whole
+# workspace's tests: unit tests, the offline replay of every case against every snapshot, the
+# live tier against the installed matrix, and a bounded guest-boot subset.
 #
 # Usage: runners/scripts/test.sh [extra cargo test args...]
+#        (`--no-run` builds the tests without running them: a quick check of the lint step)
 # Env:   QCONFORM_SKIP_INSTALL=1   do not install anything (tests needing QEMU are then ignored)
 #        QCONFORM_GUEST=subset|all|none   guest tier selection (default: subset)
 #        any QCONFORM_* variable of the install scripts (matrix root, versions, arches)
@@ -28,6 +30,17 @@ if [ "${QCONFORM_SKIP_INSTALL:-0}" != 1 ]; then
     else
         log "not root: skipping installs; tests that need missing parts are ignored with a reason"
     fi
+fi
+
+log "cargo fmt --all --check"
+if ! cargo fmt --all --check; then
+    log "FAILED: formatting differs (run: cargo fmt --all)"
+    exit 1
+fi
+log "cargo clippy --workspace --all-targets --locked -- -D warnings"
+if ! cargo clippy --workspace --all-targets --locked -- -D warnings; then
+    log "FAILED: clippy warnings (fix them; the tests were not run)"
+    exit 1
 fi
 
 export QCONFORM_GUEST=${QCONFORM_GUEST:-subset}

@@ -4,7 +4,7 @@
 //! One `match` per question, so that the rule for any device kind reads in one place
 //! (libvirt's qemuDomainDeviceCalculatePCIConnectFlags and friends).
 
-use qconform_domxml::{Address, DeviceKind};
+use qconform_domxml::{Address, Controller, DeviceKind, HostPciAddress};
 
 use crate::rules::{BaseFlags, Flags, PciModel, Step};
 
@@ -235,10 +235,7 @@ pub fn ccw_default(kind: &DeviceKind, vfio_ccw: bool) -> bool {
             ),
             _ => false,
         },
-        DeviceKind::Hostdev(h) => {
-            h.htype == "scsi_host"
-                || (h.htype == "mdev" && h.model.as_deref() == Some("vfio-ccw") && vfio_ccw)
-        }
+        DeviceKind::Hostdev(h) => h.htype == "scsi_host" || (is_vfio_ccw(kind) && vfio_ccw),
         DeviceKind::Memballoon(m) | DeviceKind::Rng(m) => {
             m.model.as_deref().is_none_or(|s| s.starts_with("virtio"))
         }
@@ -252,9 +249,7 @@ pub fn ccw_default(kind: &DeviceKind, vfio_ccw: bool) -> bool {
 /// Whether a device may carry an explicit CCW address.
 pub fn ccw_capable(kind: &DeviceKind) -> bool {
     match kind {
-        DeviceKind::Hostdev(h) => {
-            h.htype == "scsi_host" || (h.htype == "mdev" && h.model.as_deref() == Some("vfio-ccw"))
-        }
+        DeviceKind::Hostdev(h) => h.htype == "scsi_host" || is_vfio_ccw(kind),
         other => ccw_default(other, true),
     }
 }
@@ -329,4 +324,93 @@ pub fn iteration_rank(kind: &DeviceKind) -> u8 {
 /// devices).
 pub fn zpci_capable(kind: &DeviceKind) -> bool {
     !matches!(kind, DeviceKind::Chr(_))
+}
+
+/// Whether a device is a vfio-ccw mediated device (an s390x channel device).
+pub fn is_vfio_ccw(kind: &DeviceKind) -> bool {
+    matches!(kind, DeviceKind::Hostdev(h)
+        if h.htype == "mdev" && h.model.as_deref() == Some("vfio-ccw"))
+}
+
+/// Whether a device is a vfio-ap mediated device (an s390x crypto adapter, on no bus we
+/// address).
+pub fn is_vfio_ap(kind: &DeviceKind) -> bool {
+    matches!(kind, DeviceKind::Hostdev(h)
+        if h.htype == "mdev" && h.model.as_deref() == Some("vfio-ap"))
+}
+
+/// Whether a device is a PCI host device (`<hostdev type='pci'>`), the only kind that may
+/// be `unassigned`.
+pub fn is_pci_hostdev(kind: &DeviceKind) -> bool {
+    matches!(kind, DeviceKind::Hostdev(h) if h.htype == "pci")
+}
+
+/// For a device passed through from a host PCI device (`<hostdev type='pci'>`,
+/// `<interface type='hostdev'>`), the host address when the document gives one; `None`
+/// for every other device.
+pub fn host_pci_device(kind: &DeviceKind) -> Option<Option<HostPciAddress>> {
+    match kind {
+        DeviceKind::Hostdev(h) if h.htype == "pci" => Some(h.host_pci),
+        DeviceKind::Interface(n) if n.itype == "hostdev" => Some(n.host_pci),
+        _ => None,
+    }
+}
+
+/// Whether a device asks for a virtio (non-)transitional model, which needs the QEMU
+/// variant devices and has no CCW form.
+pub fn wants_virtio_variant(kind: &DeviceKind) -> bool {
+    let model = match kind {
+        DeviceKind::Disk(k) => k.model.as_deref(),
+        DeviceKind::Interface(n) => n.model.as_deref(),
+        DeviceKind::Memballoon(m) | DeviceKind::Rng(m) => m.model.as_deref(),
+        DeviceKind::Input(n) => n.model.as_deref(),
+        DeviceKind::Filesystem(fs) => fs.model.as_deref(),
+        DeviceKind::Vsock(v) => v.model.as_deref(),
+        DeviceKind::Controller(c) if c.ctype != "pci" => c.model.as_deref(),
+        _ => None,
+    };
+    matches!(
+        model,
+        Some("virtio-transitional") | Some("virtio-non-transitional")
+    )
+}
+
+/// The PIIX3 function a pc machine's controller 0 of this kind must sit on (slot 00:01):
+/// the IDE controller on function 1, a piix3-uhci USB controller on function 2.
+pub fn piix3_function(c: &Controller) -> Option<u8> {
+    match (c.ctype.as_str(), c.model.as_deref()) {
+        ("ide", _) => Some(1),
+        ("usb", Some("piix3-uhci")) => Some(2),
+        _ => None,
+    }
+}
+
+/// An ICH9 USB companion controller: its function in the shared slot (uhci1-3 on 0-2,
+/// ehci1 on 7) and its index, which pairs the companions.
+pub fn usb_companion(kind: &DeviceKind) -> Option<(u8, u32)> {
+    let DeviceKind::Controller(c) = kind else {
+        return None;
+    };
+    if c.ctype != "usb" {
+        return None;
+    }
+    let function = match c.model.as_deref()? {
+        "ich9-uhci1" => 0,
+        "ich9-uhci2" => 1,
+        "ich9-uhci3" => 2,
+        "ich9-ehci1" => 7,
+        _ => return None,
+    };
+    Some((function, c.index.unwrap_or(0)))
+}
+
+/// Whether a device is an ich9 sound card (the first goes to 00:1b.0 on q35 when free).
+pub fn is_ich9_sound(kind: &DeviceKind) -> bool {
+    matches!(kind, DeviceKind::Sound(s) if s.model == "ich9")
+}
+
+/// Whether a primary video device takes no chipset video slot (`none`, `ramfb`).
+pub fn is_slotless_video(kind: &DeviceKind) -> bool {
+    matches!(kind, DeviceKind::Video(v)
+        if matches!(v.model.as_deref(), Some("none") | Some("ramfb")))
 }

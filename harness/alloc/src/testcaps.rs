@@ -1,10 +1,12 @@
 //! Hand-built snapshots for unit tests of the allocator and the planner.
 //!
 //! They carry only what placement and the guest view read (machines, device types, machine
-//! caps, PCI identities), with values taken from real QEMU binaries (qemu-facts.md,
-//! qemu-matrix.md). Tests that need the full truth use the recorded snapshots in
-//! `capsdata/`; these exist so that every rule can be tested in isolation, including
-//! binaries the matrix does not have (no `pcie-pci-bridge`, no `zpci`, ...).
+//! caps, PCI identities), with the values real QEMU binaries report: device type names as
+//! `qom-list-types` lists them, machine names and aliases as `query-machines` gives them,
+//! vendor:device and class as `query-pci` shows them, measured on the Debian builds of QEMU
+//! 7.2, 10.0 and 11.1 whose snapshots are in `capsdata/`. Tests that need the full truth
+//! use those recorded snapshots; these exist so that every rule can be tested in isolation,
+//! including binaries the matrix does not have (no `pcie-pci-bridge`, no `zpci`, ...).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,5 +1,6 @@
-//! libvirt's own placement for the cases of libvirt-oracle.md (libvirt 9.0 + QEMU 7.2,
-//! identical in libvirt 12.8 + QEMU 11.1): the address maps must match exactly.
+//! libvirt's own placement for six domains (cases a to f2), measured with libvirt 9.0 +
+//! QEMU 7.2: `virsh define`, then `virsh dumpxml --inactive` (libvirt 12.8 + QEMU 11.1 gives
+//! the same addresses). The address maps must match exactly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

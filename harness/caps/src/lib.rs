@@ -16,6 +16,7 @@
 
 mod derive;
 mod qtree;
+mod snapshot_id;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +27,10 @@ pub use derive::{
     DeriveError, bus_categories, device_ids_of_argv, error_line, no_user_devices, placement_of_key,
 };
 pub use qtree::{QtreeBus, QtreeDevice, parse_qtree};
+pub use snapshot_id::{
+    SnapshotId, compare_versions, file_name as snapshot_file_name, is_snapshot_file_name,
+    version_key,
+};
 
 /// Version of the snapshot file layout. Bump it when a field of ours changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,6 +41,10 @@ pub enum CapsError {
     /// The text is not JSON, or it does not have the shape of a snapshot.
     #[error("not a caps snapshot: {0}")]
     Json(serde_json::Error),
+    /// The JSON is not an object with the snapshot's fields (an array, `null`, a number,
+    /// or an object without `schema_version`).
+    #[error("{0}")]
+    Shape(String),
     /// The file was written by a different layout version.
     #[error("snapshot schema_version {found} is not supported (this build reads {expected})")]
     SchemaVersion {
@@ -394,10 +403,35 @@ impl Snapshot {
     pub fn from_json(text: &str) -> Result<Snapshot, CapsError> {
         // Check the version before the full parse so that an old file says so clearly.
         let head: Value = serde_json::from_str(text)?;
-        let found = head
-            .get("schema_version")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let Some(obj) = head.as_object() else {
+            let what = match &head {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            };
+            return Err(CapsError::Shape(format!(
+                "the document is {what}, not an object with schema_version, probe, raw and index"
+            )));
+        };
+        let Some(version) = obj.get("schema_version") else {
+            let keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
+            return Err(CapsError::Shape(format!(
+                "the object has no schema_version (its keys: {}); a snapshot has schema_version, probe, raw and index",
+                if keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    keys.join(", ")
+                }
+            )));
+        };
+        let Some(found) = version.as_u64() else {
+            return Err(CapsError::Shape(format!(
+                "schema_version is {version}, not a number"
+            )));
+        };
         if found != u64::from(SCHEMA_VERSION) {
             return Err(CapsError::SchemaVersion {
                 found: u32::try_from(found).unwrap_or(u32::MAX),
@@ -424,6 +458,14 @@ impl Snapshot {
         canonical_json(&value)
     }
 
+    /// This snapshot's [`SnapshotId`] (full version and arch).
+    pub fn snapshot_id(&self) -> SnapshotId {
+        SnapshotId {
+            version: self.probe.qemu_version.to_string(),
+            arch: self.probe.arch.clone(),
+        }
+    }
+
     /// Stable identifier, `<version>/<arch>` (e.g. `11.1.3/x86_64`).
     pub fn id(&self) -> String {
         format!("{}/{}", self.probe.qemu_version, self.probe.arch)
@@ -431,7 +473,7 @@ impl Snapshot {
 
     /// File name this snapshot is stored under: `caps_<version>_<arch>.json`.
     pub fn file_name(&self) -> String {
-        format!("caps_{}_{}.json", self.probe.qemu_version, self.probe.arch)
+        snapshot_id::file_name(&self.probe.qemu_version.to_string(), &self.probe.arch)
     }
 
     /// Resolves a machine name or alias to the canonical name; `None` asks for the

@@ -6,7 +6,6 @@
 //! change) and stale ones are removed.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
 
 /// Extensions of golden files, in the order they are checked.
@@ -53,12 +52,8 @@ pub fn unified_diff(
     expected_name: &str,
     actual_name: &str,
 ) -> String {
-    let diff = similar::TextDiff::from_lines(expected, actual);
-    let text = diff
-        .unified_diff()
-        .context_radius(3)
-        .header(expected_name, actual_name)
-        .to_string();
+    let text =
+        qconform_reports::diff::unified_text(expected, actual, (expected_name, actual_name), 3);
     let lines: Vec<&str> = text.lines().collect();
     if lines.len() <= MAX_DIFF_LINES {
         return text;
@@ -198,14 +193,10 @@ pub fn check_orphans(gd: GoldenDir<'_>, stems: &BTreeSet<String>, bless: bool) -
     out
 }
 
-/// Writes `dir/name` atomically (temporary file in the same directory, then rename).
+/// Writes `dir/name` atomically (creating `dir`), by the shared rules of
+/// [`qconform_reports::output::write_file`].
 pub fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.flush()?;
-    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
+    qconform_reports::output::write_in(dir, name, text.as_bytes())
 }
 
 fn indent_block(text: &str) -> String {

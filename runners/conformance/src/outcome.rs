@@ -97,38 +97,11 @@ pub fn stderr_tail(stderr: &str) -> String {
     lines.get(start..).unwrap_or_default().join("\n")
 }
 
-/// Shell-like one-line rendering of an argv for messages.
+/// Shell-like one-line rendering of an argv for messages: the program as given, then the
+/// arguments quoted by [`qconform_reports::shell::shell_join`].
 pub fn argv_line(program: &str, args: &[String]) -> String {
-    let mut out = String::from(program);
-    for a in args {
-        out.push(' ');
-        if a.is_empty()
-            || a.chars().any(|c| {
-                c.is_whitespace()
-                    || matches!(
-                        c,
-                        '\'' | '"'
-                            | '\\'
-                            | '$'
-                            | '`'
-                            | '('
-                            | ')'
-                            | ';'
-                            | '&'
-                            | '|'
-                            | '<'
-                            | '>'
-                            | '*'
-                            | '?'
-                    )
-            })
-        {
-            out.push('\'');
-            out.push_str(&a.replace('\'', "'\\''"));
-            out.push('\'');
-        } else {
-            out.push_str(a);
-        }
+    if args.is_empty() {
+        return program.to_owned();
     }
-    out
+    format!("{program} {}", qconform_reports::shell::shell_join(args))
 }

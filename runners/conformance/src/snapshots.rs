@@ -1,5 +1,5 @@
-//! Loading caps snapshots from `capsdata/` (the pure caps crate parses; the files are read
-//! here).
+//! Loading caps snapshots from `capsdata/` (the pure caps crate parses; the directory is
+//! listed by [`qconform_reports::load::snapshot_files`], the one listing the CLI uses too).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,14 +65,14 @@ impl Snapshots {
     }
 }
 
-/// Whether a file name looks like a snapshot (`caps_<version>_<arch>.json`).
+/// Whether a file name is a stored snapshot's (`caps_<version>_<arch>.json`).
 pub fn is_snapshot_file(name: &str) -> bool {
-    name.starts_with("caps_") && name.ends_with(".json")
+    qconform_caps::is_snapshot_file_name(name)
 }
 
 /// File name a snapshot of `<version>/<arch>` is stored under.
 pub fn file_name_for(version: &str, arch: &str) -> String {
-    format!("caps_{version}_{arch}.json")
+    qconform_caps::snapshot_file_name(version, arch)
 }
 
 /// Loads every `caps_*.json` of a directory (a missing directory is an empty set).
@@ -81,9 +81,13 @@ pub fn file_name_for(version: &str, arch: &str) -> String {
 pub fn load_snapshots(dir: &Path, only: Option<&[String]>) -> Snapshots {
     let mut files = Vec::new();
     let mut out = Snapshots::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+    let listed = match qconform_reports::load::snapshot_files(dir) {
+        Ok(l) => l,
+        Err(qconform_reports::load::LoadError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return out;
+        }
         Err(e) => {
             out.errors.push(SnapshotError {
                 file: dir.display().to_string(),
@@ -92,17 +96,15 @@ pub fn load_snapshots(dir: &Path, only: Option<&[String]>) -> Snapshots {
             return out;
         }
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_snapshot_file(&name) {
+    for path in listed {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
-        }
+        };
         if only.is_some_and(|o| !o.iter().any(|n| n == &name)) {
             continue;
         }
-        files.push((name, entry.path()));
+        files.push((name, path));
     }
-    files.sort();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 4);
@@ -158,7 +160,12 @@ fn load_one(name: &str, path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
         file: name.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let text = qconform_reports::load::read_text(
+        path,
+        qconform_reports::load::SNAPSHOT_LIMIT,
+        "a caps snapshot",
+    )
+    .map_err(|e| err(error_chain(&e)))?;
     let snapshot = Snapshot::from_json(&text).map_err(|e| err(e.to_string()))?;
     if snapshot.file_name() != name {
         return Err(err(format!(
@@ -177,4 +184,16 @@ fn load_one(name: &str, path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
         arch,
         snapshot,
     })
+}
+
+/// An error and its sources, joined with `: `.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }

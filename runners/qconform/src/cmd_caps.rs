@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use qconform_caps::{MachineCaps, Snapshot};
+use qconform_caps::{MachineCaps, Snapshot, version_key};
+use qconform_reports::load;
 
 use crate::EXIT_USAGE;
-use crate::snapshot_arg::{resolve_snapshot, snapshot_files, version_key};
+use crate::snapshot_arg::load_snapshot;
+use crate::stdout;
 
 /// Arguments of `qconform caps`.
 #[derive(Debug, clap::Args)]
@@ -20,7 +21,11 @@ Examples:
   qconform caps show 11.1/x86_64                   # machines of QEMU 11.1 x86_64
   qconform caps show 11.1/x86_64 --machine q35     # buses, categories, built-in PCI, default bus
   qconform caps show 7.2.22_s390x --machine s390-ccw-virtio --format json
-  qconform caps show capsdata/caps_10.0.2_aarch64.json --machine virt")]
+  qconform caps show capsdata/caps_10.0.2_aarch64.json --machine virt
+  qconform caps list --caps-dir old-capsdata
+
+Exit status: 0 shown; 2 bad input (unknown id or machine, unreadable or corrupt snapshot:
+`caps list` still lists the others)")]
 pub struct Args {
     #[command(subcommand)]
     command: CapsCommand,
@@ -31,13 +36,19 @@ enum CapsCommand {
     /// List the snapshots of a directory: version, arch, machines, default machine, binary.
     List {
         /// Directory holding caps_<version>_<arch>.json files.
-        #[arg(long, value_name = "DIR", default_value = "capsdata")]
-        dir: PathBuf,
+        #[arg(
+            long = "caps-dir",
+            alias = "dir",
+            value_name = "DIR",
+            default_value = "capsdata"
+        )]
+        caps_dir: PathBuf,
     },
     /// Show one snapshot: its machines, or what one machine offers.
     Show {
-        /// A snapshot file, or a short id resolved in --dir: 11.1/x86_64, 11.1.3_x86_64,
-        /// 7.2/s390x (a version prefix matches the newest snapshot with that prefix).
+        /// A snapshot file, or a short id resolved in --caps-dir: 11.1/x86_64,
+        /// 11.1.3_x86_64, 7.2/s390x (a version prefix matches the newest snapshot with that
+        /// prefix).
         snapshot: String,
         /// Machine name or alias (q35, pc, virt, s390-ccw-virtio, ...); "default" for the
         /// binary's default machine.
@@ -47,8 +58,13 @@ enum CapsCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Directory short ids are resolved in.
-        #[arg(long, value_name = "DIR", default_value = "capsdata")]
-        dir: PathBuf,
+        #[arg(
+            long = "caps-dir",
+            alias = "dir",
+            value_name = "DIR",
+            default_value = "capsdata"
+        )]
+        caps_dir: PathBuf,
     },
 }
 
@@ -77,24 +93,23 @@ const SHOWN_CATEGORIES: &[&str] = &[
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        CapsCommand::List { dir } => list(&dir),
+        CapsCommand::List { caps_dir } => list(&caps_dir),
         CapsCommand::Show {
             snapshot,
             machine,
             format,
-            dir,
+            caps_dir,
         } => {
-            let path = match resolve_snapshot(&snapshot, &dir) {
-                Ok(p) => p,
+            let snap = match load_snapshot(&snapshot, &caps_dir) {
+                Ok(s) => s,
                 Err(e) => {
-                    eprintln!("qconform caps show: {e:#}");
+                    eprintln!("qconform caps show: {:#}", anyhow::Error::new(e));
                     return Ok(ExitCode::from(EXIT_USAGE));
                 }
             };
-            let snap = load(&path)?;
             match machine {
                 None => {
-                    print!("{}", render_overview(&snap, format)?);
+                    stdout::print(&render_overview(&snap, format)?)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(m) => {
@@ -110,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         );
                         return Ok(ExitCode::from(EXIT_USAGE));
                     };
-                    print!("{}", render_machine(&snap, canonical, format)?);
+                    stdout::print(&render_machine(&snap, canonical, format)?)?;
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -118,14 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Snapshot> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Snapshot::from_json(&text).with_context(|| format!("{}", path.display()))
-}
-
 fn list(dir: &Path) -> anyhow::Result<ExitCode> {
-    let files = snapshot_files(dir)?;
+    let files = load::snapshot_files(dir)?;
     if files.is_empty() {
         eprintln!(
             "qconform caps list: no caps_*.json in {} (record some with `qconform probe`)",
@@ -134,8 +143,17 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     let mut rows = Vec::new();
+    let mut bad = 0;
     for f in &files {
-        let s = load(f)?;
+        let s = match load::read_snapshot(f) {
+            Ok(s) => s,
+            Err(e) => {
+                // One corrupt file does not hide the others: flag it, list the rest.
+                eprintln!("qconform caps list: {:#}", anyhow::Error::new(e));
+                bad += 1;
+                continue;
+            }
+        };
         let probed = s.index.machine_caps.len();
         let started = s.index.machine_caps.values().filter(|c| c.starts).count();
         rows.push((
@@ -161,7 +179,15 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
         "VERSION", "ARCH", "MACHINES", "STARTED", "DEFAULT", "BINARY", "SHA256", "PACKAGE",
     ];
     let table: Vec<Vec<String>> = rows.into_iter().map(|r| r.2.to_vec()).collect();
-    print!("{}", format_table(&header, &table));
+    stdout::print(&format_table(&header, &table))?;
+    if bad > 0 {
+        eprintln!(
+            "qconform caps list: {bad} of {} snapshot file(s) in {} could not be read",
+            files.len(),
+            dir.display()
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,16 +3,20 @@
 //! changes between two snapshots.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use qconform_caps::Snapshot;
+use qconform_plan::PlanErrorKind;
 use qconform_reports::diff::{DiffSet, diff, diff_sets};
 use qconform_reports::diff_render::{self, Format};
 use qconform_reports::drift::{self, Drift, PlanOutcome, PlanView};
-use qconform_reports::load;
+use qconform_reports::load::{self, DOMAIN_LIMIT};
+use qconform_reports::output;
+
+use crate::snapshot_arg::load_snapshot;
+use crate::{EXIT_USAGE, stdout};
 
 /// Output format of `qconform diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,11 +46,15 @@ impl From<FormatArg> for Format {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     qconform diff 10.0/s390x 11.1/s390x\n  \
+    qconform diff 10.0.2_x86_64 11.1.3/x86_64 --caps-dir capsdata\n  \
     qconform diff capsdata/caps_10.0.2_x86_64.json capsdata/caps_11.1.3_x86_64.json --format markdown\n  \
-    qconform diff old-capsdata/ capsdata/ --format json --out caps-diff.json")]
+    qconform diff old-capsdata/ capsdata/ --format json --out caps-diff.json\n\n\
+    --out writes a regular file atomically, writes through a symbolic link, named pipe or\n\
+    device, and refuses a directory.\n\n\
+    Exit status: 0 written (1 with --exit-code when the snapshots differ), 2 bad input.")]
 pub struct Args {
-    /// Old snapshot: a file, a directory of snapshots, or an id such as `10.0/s390x`
-    /// (looked up in --caps).
+    /// Old snapshot: a file, a directory of snapshots, or an id such as `10.0/s390x`,
+    /// `10.0.2_s390x` (looked up in --caps-dir; a version prefix picks the newest).
     pub old: String,
     /// New snapshot: same forms as OLD (two directories are paired by architecture).
     pub new: String,
@@ -54,9 +62,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
     /// Directory where snapshot ids are looked up.
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
-    /// Write the output to this file (atomically) instead of standard output.
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
+    /// Write the output to this file instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Exit with status 1 when the snapshots differ (like `git diff --exit-code`).
@@ -79,49 +92,14 @@ fn load_side(spec: &str, caps: &Path) -> anyhow::Result<Side> {
         }
         return Ok(Side::Many(snaps));
     }
-    let path = load::resolve_snapshot_path(spec, caps)?;
-    Ok(Side::One(Box::new(load::read_snapshot(&path)?)))
-}
-
-/// Writes `contents` to `path` atomically (temporary file in the same directory, then
-/// rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
+    Ok(Side::One(Box::new(load_snapshot(spec, caps)?)))
 }
 
 fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
     match out {
-        Some(p) => write_atomic(p, text.as_bytes()),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                // A reader that stops early (`| head`) is not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => Ok(other?),
-            }
-        }
+        Some(p) => output::write_file(p, text.as_bytes())
+            .with_context(|| format!("cannot write --out {}", p.display())),
+        None => stdout::print(text),
     }
 }
 
@@ -131,12 +109,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         old: old_spec,
         new: new_spec,
         format,
-        caps,
+        caps_dir,
         out,
         exit_code,
     } = args;
-    let old = load_side(&old_spec, &caps)?;
-    let new = load_side(&new_spec, &caps)?;
+    let old = load_side(&old_spec, &caps_dir)?;
+    let new = load_side(&new_spec, &caps_dir)?;
     let set = match (old, new) {
         (Side::One(a), Side::One(b)) => {
             if a.probe.arch != b.probe.arch {
@@ -167,7 +145,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     qconform drift cases/pcie-root-ports --from 10.0/x86_64 --to 11.1/x86_64\n  \
-    qconform drift --all --from 10.0/s390x --to 11.1/s390x --format json")]
+    qconform drift --all --from 10.0/s390x --to 11.1/s390x --format json\n  \
+    qconform drift cases/fit-floppy-pc --from 10.0.2_x86_64 --to 11.1/x86_64 --caps-dir capsdata\n\n\
+    Exit status: 0 compared (1 with --exit-code when the guest ABI changes), 2 bad input\n\
+    (an unreadable or malformed domain, an unknown or corrupt snapshot). With --all, a case\n\
+    whose domain is malformed is named on stderr and left out.")]
 pub struct DriftArgs {
     /// Case directory (holding domain.xml) or a domain XML file.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -175,15 +157,20 @@ pub struct DriftArgs {
     /// Every case under --cases.
     #[arg(long)]
     pub all: bool,
-    /// Old snapshot (file or id such as `10.0/x86_64`).
+    /// Old snapshot (file or id such as `10.0/x86_64`, looked up in --caps-dir).
     #[arg(long)]
     pub from: String,
     /// New snapshot.
     #[arg(long)]
     pub to: String,
     /// Directory where snapshot ids are looked up.
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
     /// Case corpus for --all.
     #[arg(long, default_value = "cases")]
     pub cases: PathBuf,
@@ -207,9 +194,10 @@ pub enum DriftFormat {
     Json,
 }
 
-/// Plans a domain and keeps what drift compares.
-fn plan_outcome(xml: &str, snap: &Snapshot) -> PlanOutcome {
-    match qconform_plan::plan(xml, snap) {
+/// Plans a domain and keeps what drift compares; a domain that is bad input (malformed
+/// XML) also gives the error.
+fn plan_outcome(xml: &str, snap: &Snapshot) -> (PlanOutcome, Option<String>) {
+    let outcome = match qconform_plan::plan(xml, snap) {
         Ok(p) => PlanOutcome::Planned {
             plan: PlanView {
                 devices: p
@@ -223,10 +211,17 @@ fn plan_outcome(xml: &str, snap: &Snapshot) -> PlanOutcome {
                 warnings: p.warnings,
             },
         },
-        Err(e) => PlanOutcome::Rejected {
-            error: e.to_string(),
-        },
-    }
+        Err(e) => {
+            let bad = (e.kind == PlanErrorKind::BadInput).then(|| e.to_string());
+            return (
+                PlanOutcome::Rejected {
+                    error: e.to_string(),
+                },
+                bad,
+            );
+        }
+    };
+    (outcome, None)
 }
 
 /// Case directories (holding `domain.xml`) under `cases`, sorted by name.
@@ -274,14 +269,14 @@ pub fn run_drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
         all,
         from,
         to,
-        caps,
+        caps_dir,
         cases,
         format,
         changed_only,
         exit_code,
     } = args;
-    let from_snap = load::read_snapshot(&load::resolve_snapshot_path(&from, &caps)?)?;
-    let to_snap = load::read_snapshot(&load::resolve_snapshot_path(&to, &caps)?)?;
+    let from_snap = load_snapshot(&from, &caps_dir).context("--from")?;
+    let to_snap = load_snapshot(&to, &caps_dir).context("--to")?;
     let targets: Vec<(String, PathBuf)> = if all {
         case_dirs(&cases)?
             .iter()
@@ -295,12 +290,28 @@ pub fn run_drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
     };
     let (from_id, to_id) = (from_snap.id(), to_snap.id());
     let mut drifts: Vec<Drift> = Vec::new();
+    let mut bad_input = 0;
     for (name, xml_path) in &targets {
-        let xml = fs::read_to_string(xml_path)
-            .with_context(|| format!("cannot read {}", xml_path.display()))?;
-        let a = plan_outcome(&xml, &from_snap);
-        let b = plan_outcome(&xml, &to_snap);
+        let xml = load::read_text(xml_path, DOMAIN_LIMIT, "domain XML")?;
+        let (a, bad_a) = plan_outcome(&xml, &from_snap);
+        let (b, bad_b) = plan_outcome(&xml, &to_snap);
+        // Refused as bad input by both snapshots: the domain itself is broken, which is
+        // not a drift between the two.
+        // With --all, such a case (the corpus keeps some on purpose) is named and left
+        // out; a single CASE that is bad input is an error (exit 2).
+        if let (Some(e), Some(_)) = (bad_a, bad_b) {
+            eprintln!(
+                "qconform drift: {}: bad input{}: {e}",
+                xml_path.display(),
+                if all { ", left out" } else { "" }
+            );
+            bad_input += 1;
+            continue;
+        }
         drifts.push(drift::drift(name, &from_id, &a, &to_id, &b));
+    }
+    if bad_input > 0 && !all {
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let changed = drifts.iter().filter(|d| !d.guest_abi_stable()).count();
     let mut out = String::new();

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use qconform_plan::{PlanErrorKind, plan};
+use qconform_reports::load::{self, DOMAIN_LIMIT};
 
-use crate::snapshot_arg::resolve_snapshot;
-use crate::{EXIT_FAILED, EXIT_USAGE};
+use crate::snapshot_arg::load_snapshot;
+use crate::{EXIT_FAILED, EXIT_USAGE, stdout};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,13 +37,16 @@ or, when the domain cannot be planned, {\"error\": message, \"kind\", \"element\
 Exit status:
   0  planned
   1  the configuration is refused (libvirt or QEMU would refuse it); the message says why
-  2  bad input: unreadable file, malformed XML, not a caps snapshot
+  2  bad input: unreadable, oversized (domain over 16 MiB, snapshot over 64 MiB) or
+     non-UTF-8 file, malformed XML, not a caps snapshot (or one whose file name names
+     another version or arch), an unknown snapshot id
 
 Examples:
   qconform plan cases/zpci-auto-uid-fid/domain.xml --caps capsdata/caps_11.1.3_s390x.json
   qconform plan cases/fit-floppy-pc/domain.xml --caps 11.1/x86_64
   qconform plan cases/q35-oracle-mixed/domain.xml --caps capsdata/caps_7.2.22_x86_64.json --format json
-  qconform plan cases/pcie-switch-oracle/domain.xml --caps capsdata/caps_10.0.2_x86_64.json --xml")]
+  qconform plan cases/pcie-switch-oracle/domain.xml --caps capsdata/caps_10.0.2_x86_64.json --xml
+  qconform plan cases/fit-floppy-pc/domain.xml --caps 10.0_x86_64 --caps-dir old-capsdata")]
 pub struct Args {
     /// Domain XML (libvirt format).
     pub domain: PathBuf,
@@ -72,24 +75,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format,
         xml: with_xml,
     } = args;
-    let caps_path = match resolve_snapshot(&caps_spec, &caps_dir) {
-        Ok(p) => p,
+    let caps = match load_snapshot(&caps_spec, &caps_dir) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("qconform plan: --caps: {e:#}");
+            eprintln!("qconform plan: --caps: {:#}", anyhow::Error::new(e));
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    let xml = std::fs::read_to_string(&domain)
-        .with_context(|| format!("cannot read domain XML {}", domain.display()))?;
-    let caps_text = std::fs::read_to_string(&caps_path)
-        .with_context(|| format!("cannot read caps snapshot {}", caps_path.display()))?;
-    let caps = qconform_caps::Snapshot::from_json(&caps_text)
-        .with_context(|| format!("{} is not a usable caps snapshot", caps_path.display()))?;
+    let xml = match load::read_text(&domain, DOMAIN_LIMIT, "domain XML") {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("qconform plan: {:#}", anyhow::Error::new(e));
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
     match plan(&xml, &caps) {
         Ok(p) => {
             match format {
                 Format::Json => {
-                    println!("{}", qconform_caps::canonical_json(&p.to_json()).trim_end())
+                    stdout::println(qconform_caps::canonical_json(&p.to_json()).trim_end())?;
                 }
                 Format::Text => {
                     let mut out = String::new();
@@ -125,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         out.push_str("\n# domain xml\n");
                         out.push_str(&p.domain_xml);
                     }
-                    print!("{out}");
+                    stdout::print(&out)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -141,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     if let Some(o) = v.as_object_mut() {
                         o.insert("file".into(), domain.display().to_string().into());
                     }
-                    println!("{}", qconform_caps::canonical_json(&v).trim_end());
+                    stdout::println(qconform_caps::canonical_json(&v).trim_end())?;
                 }
                 Format::Text => {
                     let what = match e.kind {

@@ -1,6 +1,7 @@
 //! `qconform probe`: probe QEMU binaries over QMP and write one caps snapshot per binary.
 
 use std::io::{IsTerminal, Write};
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use qconform_qemu::matrix::{self, MatrixEntry};
 use qconform_qemu::probe::{
     MachineSelection, ProbeConfig, ProbeProgress, ProbeTarget, probe_binary, resolve_target,
 };
+use qconform_reports::output;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -23,11 +25,12 @@ use crate::{EXIT_RIG, EXIT_USAGE};
 Each binary is started with -nodefaults over QMP on its stdio: once with -machine none for the
 binary-wide queries, once per machine, and a few times to read PCI identities. The snapshot
 (caps_<version>_<arch>.json) holds the raw replies and an index derived from them. Same binary,
-same bytes. Files are written atomically; Ctrl-C kills every QEMU and leaves no partial file.
+same bytes. Files are written atomically (through a symbolic link to a file); Ctrl-C, SIGTERM
+or SIGHUP kills every QEMU and leaves no partial file (exit status 130).
 
 Examples:
   qconform probe --matrix                          # every binary of the installed matrix
-  qconform probe --matrix --machines 'pc*' --out /tmp/caps
+  qconform probe --matrix --machines 'pc*' --caps-dir /tmp/caps
   qconform probe --qemu /usr/bin/qemu-system-x86_64 --machines none
   qconform probe --qemu ./run-qemu.sh=/opt/qemu/bin/qemu-system-s390x")]
 pub struct Args {
@@ -43,8 +46,13 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     matrix_root: Option<PathBuf>,
     /// Directory the snapshots are written to.
-    #[arg(long, value_name = "DIR", default_value = "capsdata")]
-    out: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "out",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    caps_dir: PathBuf,
     /// Maximum number of QEMU processes at once [default: number of CPUs].
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
@@ -95,8 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for spec in &args.qemu {
         targets.push(resolve_target(spec, &entries).with_context(|| format!("--qemu {spec}"))?);
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.caps_dir)
+        .with_context(|| format!("cannot create output directory {}", args.caps_dir.display()))?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
@@ -110,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let failed = runtime.block_on(probe_all(targets, config, jobs, args.out.clone()))?;
+    let failed = runtime.block_on(probe_all(targets, config, jobs, args.caps_dir))?;
     Ok(match failed {
         Outcome::Done(0) => ExitCode::SUCCESS,
         Outcome::Done(_) => ExitCode::from(EXIT_RIG),
@@ -167,6 +175,9 @@ async fn probe_all(
         .context("cannot install the SIGINT handler")?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
+    // A closed terminal (SIGHUP) stops the probe like Ctrl-C: no QEMU is left behind.
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let mut set: JoinSet<bool> = JoinSet::new();
     for target in targets {
         let label = target.launcher.file_name().map_or_else(
@@ -239,7 +250,13 @@ async fn probe_all(
                 Some(Ok(true)) => {}
                 Some(_) => failed += 1,
             },
-            _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
+            _ = async {
+                tokio::select! {
+                    _ = sigint.recv() => {},
+                    _ = sigterm.recv() => {},
+                    _ = sighup.recv() => {},
+                }
+            } => {
                 // Dropping the tasks drops every Qemu handle, which kills its process group.
                 set.abort_all();
                 while set.join_next().await.is_some() {}
@@ -283,7 +300,9 @@ fn summary(s: &Snapshot) -> String {
     )
 }
 
-/// Writes `<out>/<file_name>` atomically: a temp file in the same directory, then rename.
+/// Writes `<out>/<file_name>` by the rules of [`output::write_file`] (atomically for a
+/// regular file), keeping the temporary file's name in `temps` while it exists so that an
+/// interrupt can remove it.
 fn write_snapshot(
     out: &Path,
     snap: &Snapshot,
@@ -291,22 +310,15 @@ fn write_snapshot(
 ) -> anyhow::Result<(PathBuf, usize)> {
     let text = snap.to_canonical_json();
     let path = out.join(snap.file_name());
-    let tmp = out.join(format!(".{}.{}.tmp", snap.file_name(), std::process::id()));
-    if let Ok(mut l) = temps.lock() {
-        l.push(tmp.clone());
-    }
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    })();
-    if let Ok(mut l) = temps.lock() {
-        l.retain(|t| t != &tmp);
-    }
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
+    output::write_file_tracked(&path, text.as_bytes(), &mut |tmp, exists| {
+        if let Ok(mut l) = temps.lock() {
+            if exists {
+                l.push(tmp.to_path_buf());
+            } else {
+                l.retain(|t| t != tmp);
+            }
+        }
+    })
+    .with_context(|| format!("cannot write {}", path.display()))?;
     Ok((path, text.len()))
 }

@@ -14,7 +14,8 @@ use qconform_reports::results::{Outcome, merge};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     qconform report\n  \
-    qconform report --results shard-1/ --results shard-2/ --results host-s390x/results.jsonl\n\n\
+    qconform report --results shard-1/ --results shard-2/ --results host-s390x/results.jsonl\n  \
+    qconform report --caps-dir old-capsdata --out /tmp/reports\n\n\
     Exit status: 0 all trials passed (or were ignored), 1 a trial failed, 3 only the rig failed,\n\
     2 no records or unreadable input.")]
 pub struct Args {
@@ -25,8 +26,13 @@ pub struct Args {
     #[arg(long = "results")]
     pub results: Vec<PathBuf>,
     /// Directory of caps snapshots, for the caps diffs of adjacent versions.
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
     /// Root of run directories; the report goes to OUT/run-<UTC time>-<id>/ and OUT/latest
     /// points at it.
     #[arg(long, default_value = "results")]
@@ -59,7 +65,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                 .join(", ")
         );
     }
-    let snapshots = load::read_snapshot_dir(&args.caps)?;
+    let snapshots = load::read_snapshot_dir(&args.caps_dir)?;
     let sources: Vec<String> = loaded
         .files
         .iter()
@@ -89,12 +95,12 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         count(Outcome::RigError),
         count(Outcome::Ignored),
     );
-    println!(
+    crate::stdout::println(&format!(
         "{} trials from {} file(s): {ok} ok, {xfail} xfail, {failed} failed, {rig} rig errors, {ignored} ignored",
         merged.records.len(),
         loaded.files.len()
-    );
-    println!("{}", dir.join(REPORT_HTML).display());
+    ))?;
+    crate::stdout::println(&dir.join(REPORT_HTML).display().to_string())?;
     Ok(if failed > 0 {
         ExitCode::from(crate::EXIT_FAILED)
     } else if rig > 0 {

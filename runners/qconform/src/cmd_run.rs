@@ -17,7 +17,6 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qconform_conformance::binaries::BinaryIndex;
 use qconform_conformance::config::{Config, GuestSelection, Tiers, default_guest_root};
-use qconform_conformance::golden::write_atomic;
 use qconform_conformance::rig::Rig;
 use qconform_conformance::trials::Counts;
 use qconform_conformance::{TrialSpec, build_trials, load_corpus, load_snapshots};
@@ -26,7 +25,8 @@ use qconform_qemu::probe::{ProbeConfig, ProbeTarget, probe_binary};
 use qconform_reports::render::{self, REPORT_HTML};
 use qconform_reports::results::{Event, Stage, TrialRecord};
 
-use crate::{EXIT_FAILED, EXIT_RIG};
+use crate::stdout;
+use crate::{EXIT_FAILED, EXIT_RIG, EXIT_USAGE};
 
 /// Arguments of `qconform run`.
 #[derive(Debug, clap::Args)]
@@ -34,16 +34,23 @@ use crate::{EXIT_FAILED, EXIT_RIG};
     qconform run                                  # replay, live and the guest subset\n  \
     qconform run --tiers plan                     # offline replay only (seconds)\n  \
     qconform run --bless --tiers plan --filter zpci-   # rewrite goldens of the zpci cases\n  \
-    qconform run --install --guest all            # what the nightly job does\n\n\
+    qconform run --install --guest all            # what the nightly job does\n  \
+    qconform run --tiers plan --caps-dir old-capsdata\n\n\
     Exit status: 0 every trial passed (or was ignored), 1 the product failed, 3 the rig is\n\
-    broken (QEMU could not be launched, an install step failed), 2 bad usage or input.")]
+    broken (QEMU could not be launched, an install step failed), 2 bad usage or input (a\n\
+    corrupt or misnamed snapshot in --caps-dir, a report that cannot be written under --out).")]
 pub struct Args {
     /// Case corpus directory.
     #[arg(long, default_value = "cases")]
     pub cases: PathBuf,
     /// Caps snapshot directory (missing snapshots of installed binaries are recorded here).
-    #[arg(long, default_value = "capsdata")]
-    pub caps: PathBuf,
+    #[arg(
+        long = "caps-dir",
+        alias = "caps",
+        value_name = "DIR",
+        default_value = "capsdata"
+    )]
+    pub caps_dir: PathBuf,
     /// Tiers to run, comma-separated: plan, live, guest.
     #[arg(long, default_value = "plan,live,guest")]
     pub tiers: String,
@@ -169,9 +176,14 @@ fn probe_missing(
         let result = runtime.block_on(probe_binary(&t, &config, Arc::clone(&limit), progress));
         match result {
             Ok(snap) => {
-                write_atomic(caps, &snap.file_name(), &snap.to_canonical_json()).with_context(
-                    || format!("cannot write {}", caps.join(snap.file_name()).display()),
-                )?;
+                qconform_reports::output::write_in(
+                    caps,
+                    &snap.file_name(),
+                    snap.to_canonical_json().as_bytes(),
+                )
+                .with_context(|| {
+                    format!("cannot write {}", caps.join(snap.file_name()).display())
+                })?;
                 eprintln!(
                     "qconform run: recorded {} from {} in {:.1}s",
                     snap.file_name(),
@@ -314,7 +326,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let binaries = BinaryIndex::new(matrix_root.as_deref(), Some(&cache_dir));
 
     let mut rig_broken = false;
-    let mut snaps = load_snapshots(&args.caps, None);
+    let mut snaps = load_snapshots(&args.caps_dir, None);
     if !args.no_probe && (tiers.live || tiers.guest) {
         let recorded: Vec<String> = snaps
             .snapshots
@@ -323,7 +335,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         let t0 = Instant::now();
         if !probe_missing(
-            &args.caps,
+            &args.caps_dir,
             matrix_root.as_deref(),
             &binaries,
             &recorded,
@@ -332,15 +344,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rig_broken = true;
         }
         if t0.elapsed() > Duration::from_secs(1) {
-            snaps = load_snapshots(&args.caps, None);
+            snaps = load_snapshots(&args.caps_dir, None);
         }
+    }
+    if !snaps.errors.is_empty() {
+        // A corrupt or misnamed snapshot is bad input, not a product failure.
+        for e in &snaps.errors {
+            eprintln!("qconform run: snapshot {e}");
+        }
+        eprintln!(
+            "qconform run: {} snapshot file(s) in {} cannot be used; fix or remove them (snapshots are written by `qconform probe`)",
+            snaps.errors.len(),
+            args.caps_dir.display()
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let corpus = load_corpus(&args.cases, None)
         .with_context(|| format!("cannot read {}", args.cases.display()))?;
 
     let cfg = Config {
         cases_dir: args.cases.clone(),
-        caps_dir: args.caps.clone(),
+        caps_dir: args.caps_dir.clone(),
         results_dir: args.out.clone(),
         cache_dir,
         bless: args.bless,
@@ -419,22 +443,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .filter(|r| r.event == Event::Failed)
         .collect();
     if !failures.is_empty() {
-        println!("\nfailures:\n");
+        let mut text = String::from("\nfailures:\n\n");
         for r in &failures {
-            println!(
-                "---- [{}] {}{} ----",
+            text.push_str(&format!(
+                "---- [{}] {}{} ----\n{}\n",
                 r.stage.as_str(),
                 r.name,
-                if r.rig_error { " (rig error)" } else { "" }
-            );
-            println!("{}", r.message.as_deref().unwrap_or("").trim_end());
+                if r.rig_error { " (rig error)" } else { "" },
+                r.message.as_deref().unwrap_or("").trim_end()
+            ));
             if let Some(t) = &r.stderr_tail {
-                println!("\nQEMU stderr (tail):\n{t}");
+                text.push_str(&format!("\nQEMU stderr (tail):\n{t}\n"));
             }
-            println!();
+            text.push('\n');
         }
+        stdout::print(&text)?;
     }
 
+    let mut report_failed = false;
     let report_dir = if records.is_empty() {
         None
     } else {
@@ -443,22 +469,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match render::write_run_with(&args.out, &records, &snapshots, Vec::new()) {
             Ok(d) => Some(d),
             Err(e) => {
-                eprintln!("qconform run: cannot write the report: {e}");
+                eprintln!(
+                    "qconform run: cannot write the report under {}: {:#}",
+                    args.out.display(),
+                    anyhow::Error::new(e)
+                );
+                report_failed = true;
                 None
             }
         }
     };
 
-    println!("summary:");
+    let mut text = String::from("summary:\n");
     for l in &tier_lines {
-        println!("  {l}");
+        text.push_str(&format!("  {l}\n"));
     }
     let mut total = Counts::default();
     for r in &records {
         total.add(r);
     }
-    println!(
-        "  total  {:>5} trials: {} passed, {} failed, {} rig errors, {} xfail, {} ignored in {:.2}s",
+    text.push_str(&format!(
+        "  total  {:>5} trials: {} passed, {} failed, {} rig errors, {} xfail, {} ignored in {:.2}s\n",
         records.len(),
         total.passed,
         total.failed,
@@ -466,12 +497,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         total.xfail,
         total.ignored,
         started.elapsed().as_secs_f64()
-    );
+    ));
     if let Some(d) = &report_dir {
-        println!("  report {}", d.join(REPORT_HTML).display());
+        text.push_str(&format!("  report {}\n", d.join(REPORT_HTML).display()));
     }
+    stdout::print(&text)?;
     Ok(if total.failed > 0 {
         ExitCode::from(EXIT_FAILED)
+    } else if report_failed {
+        ExitCode::from(EXIT_USAGE)
     } else if total.rig > 0 || rig_broken {
         ExitCode::from(EXIT_RIG)
     } else {

@@ -1,7 +1,18 @@
-//! The `qconform` command line: probe QEMU binaries into caps snapshots, plan domains
-//! against them, run the conformance matrix, and report.
+//! The `qconform` command line: probe QEMU binaries into caps snapshots (`probe`), read
+//! them (`caps list`, `caps show`), plan domains against them (`plan`), compare two
+//! snapshots or two directories of them (`diff`) and a domain's plan across two snapshots
+//! (`drift`), run the conformance matrix (`run`), and merge results into a report
+//! (`report`).
 //!
-//! Each subcommand lives in its own module with an `Args` struct and a `run` function.
+//! Each subcommand lives in its own `cmd_*` module with an `Args` struct and a `run`
+//! function returning the exit status; an error it returns is printed once and exits 2.
+//! Shared by all of them:
+//! * `snapshot_arg`: a snapshot argument (file or id such as `11.1/x86_64`) resolved in
+//!   the snapshot directory, which every subcommand takes as `--caps-dir DIR`;
+//! * `stdout`: printing that a closed pipe or a full disk cannot turn into a panic;
+//! * files given by the user are written with `qconform_reports::output::write_file`
+//!   (atomic for regular files, through symlinks, FIFOs and devices, never over a
+//!   directory) and read with `qconform_reports::load` (bounded, UTF-8 checked).
 
 use std::process::ExitCode;
 
@@ -14,6 +25,7 @@ mod cmd_probe;
 mod cmd_report;
 mod cmd_run;
 mod snapshot_arg;
+mod stdout;
 
 /// Exit status for "the product failed" (a check disagreed).
 pub const EXIT_FAILED: u8 = 1;
@@ -25,8 +37,8 @@ pub const EXIT_RIG: u8 = 3;
 /// Tells, before a guest boots, what a QEMU build accepts and what the guest will see.
 ///
 /// Typical flow: `qconform probe --matrix` records caps snapshots into capsdata/,
-/// `qconform plan domain.xml --caps capsdata/caps_11.1.3_x86_64.json` predicts the QEMU
-/// argv and the guest's PCI devices, `qconform run` replays every case against every
+/// `qconform plan domain.xml --caps 11.1/x86_64` predicts the QEMU argv and the guest's
+/// PCI devices, `qconform run` replays every case against every
 /// snapshot and verifies on real QEMU, `qconform diff` compares two QEMU releases.
 #[derive(Debug, Parser)]
 #[command(name = "qconform", version, propagate_version = true)]
@@ -54,7 +66,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version land here too: print them without ignoring a full disk.
+            let code = u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE);
+            return match e.print() {
+                Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("qconform: error: cannot write to standard output: {io}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+                _ => ExitCode::from(code),
+            };
+        }
+    };
     let result = match cli.command {
         Command::Probe(a) => cmd_probe::run(a),
         Command::Caps(a) => cmd_caps::run(a),

@@ -1,6 +1,6 @@
 //! `qconform probe` and `qconform caps` as a user runs them: seed 004's questions answered
 //! from the committed snapshots, clear errors for programs that are not QEMU, and Ctrl-C in
-//! the middle of a probe leaving neither a QEMU process nor a partial snapshot.
+//! the middle of a probe (or SIGHUP) leaving neither a QEMU process nor a partial snapshot.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -18,7 +18,7 @@ fn show(args: &[&str]) -> String {
     let out = qconform()
         .args(["caps", "show"])
         .args(args)
-        .arg("--dir")
+        .arg("--caps-dir")
         .arg(capsdata())
         .output()
         .expect("run qconform");
@@ -64,7 +64,7 @@ fn test_caps_show_answers_machine_fit_questions() {
 #[test]
 fn test_caps_list_and_unknown_ids() {
     let out = qconform()
-        .args(["caps", "list", "--dir"])
+        .args(["caps", "list", "--caps-dir"])
         .arg(capsdata())
         .output()
         .expect("run");
@@ -73,7 +73,7 @@ fn test_caps_list_and_unknown_ids() {
     assert_eq!(text.lines().count(), 16, "{text}");
     assert!(text.contains("11.1.3   s390x"), "{text}");
     let out = qconform()
-        .args(["caps", "show", "9.9/x86_64", "--dir"])
+        .args(["caps", "show", "9.9/x86_64", "--caps-dir"])
         .arg(capsdata())
         .output()
         .expect("run");
@@ -86,7 +86,7 @@ fn test_caps_list_and_unknown_ids() {
             "11.1/x86_64",
             "--machine",
             "no-such",
-            "--dir",
+            "--caps-dir",
         ])
         .arg(capsdata())
         .output()
@@ -99,7 +99,7 @@ fn test_caps_list_and_unknown_ids() {
 fn test_probe_of_something_that_is_not_qemu() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = qconform()
-        .args(["probe", "--qemu", "/bin/true", "--out"])
+        .args(["probe", "--qemu", "/bin/true", "--caps-dir"])
         .arg(dir.path())
         .output()
         .expect("run");
@@ -111,7 +111,7 @@ fn test_probe_of_something_that_is_not_qemu() {
         .arg("probe")
         .arg("--qemu")
         .arg(&txt)
-        .arg("--out")
+        .arg("--caps-dir")
         .arg(dir.path())
         .output()
         .expect("run");
@@ -163,14 +163,28 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file() {
+    interrupt_mid_probe(rustix::process::Signal::INT);
+}
+
+/// A closed terminal (SIGHUP) stops a probe like Ctrl-C: before, SIGHUP killed the CLI
+/// and left its QEMU processes running.
+#[test]
+fn test_sighup_mid_probe_leaves_no_qemu_and_no_file() {
+    interrupt_mid_probe(rustix::process::Signal::HUP);
+}
+
+fn interrupt_mid_probe(signal: rustix::process::Signal) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let m = match qconform_qemu::matrix::installed() {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file: skipped: {e}");
+            assert!(!ci, "CI=true and no QEMU matrix: {e}");
+            eprintln!("interrupt_mid_probe({signal:?}): skipped: {e}");
             return;
         }
     };
     let Some(e) = m.iter().find(|e| e.arch == "aarch64") else {
+        assert!(!ci, "CI=true and no aarch64 binary in the matrix");
         eprintln!("no aarch64 binary in the matrix: skipped");
         return;
     };
@@ -181,7 +195,7 @@ fn test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file() {
         .arg("probe")
         .arg("--qemu")
         .arg(format!("{}={}", e.launcher.display(), e.binary.display()))
-        .arg("--out")
+        .arg("--caps-dir")
         .arg(dir.path())
         .args(["--jobs", "2"])
         .env(k, v)
@@ -198,7 +212,7 @@ fn test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file() {
         "no QEMU started"
     );
     let pid = rustix::process::Pid::from_raw(i32::try_from(cli).expect("pid")).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    rustix::process::kill_process(pid, signal).expect("signal");
     let status = child.wait().expect("wait");
     let mut stderr = String::new();
     if let Some(mut s) = child.stderr.take() {
@@ -219,4 +233,63 @@ fn test_ctrl_c_mid_probe_leaves_no_qemu_and_no_file() {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "files left: {left:?}");
+}
+
+/// `probe` writes a snapshot through a symbolic link instead of replacing the link (the
+/// link points into another directory; before, the link became a regular file).
+#[test]
+fn test_probe_writes_through_a_symlinked_snapshot() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let m = match qconform_qemu::matrix::installed() {
+        Ok(m) => m,
+        Err(e) => {
+            assert!(!ci, "CI=true and no QEMU matrix: {e}");
+            eprintln!("test_probe_writes_through_a_symlinked_snapshot: skipped: {e}");
+            return;
+        }
+    };
+    let Some(e) = m.iter().find(|e| e.arch == "aarch64") else {
+        assert!(!ci, "CI=true and no aarch64 binary in the matrix");
+        eprintln!("no aarch64 binary in the matrix: skipped");
+        return;
+    };
+    let caps = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let probe = || {
+        let out = qconform()
+            .arg("probe")
+            .arg("--qemu")
+            .arg(format!("{}={}", e.launcher.display(), e.binary.display()))
+            .args(["--machines", "none", "--no-identity", "--caps-dir"])
+            .arg(caps.path())
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{out:?}");
+    };
+    probe();
+    let files: Vec<PathBuf> = std::fs::read_dir(caps.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    let [snap] = files.as_slice() else {
+        panic!("one snapshot expected: {files:?}");
+    };
+    let bytes = std::fs::read(snap).expect("read");
+    let target = elsewhere.path().join("kept-here.json");
+    std::fs::write(&target, "stale\n").expect("write");
+    std::fs::remove_file(snap).expect("rm");
+    std::os::unix::fs::symlink(&target, snap).expect("symlink");
+    probe();
+    assert!(
+        std::fs::symlink_metadata(snap)
+            .expect("stat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    assert_eq!(std::fs::read(&target).expect("read"), bytes);
+    for d in [caps.path(), elsewhere.path()] {
+        assert_eq!(std::fs::read_dir(d).expect("dir").count(), 1, "{d:?}");
+    }
 }

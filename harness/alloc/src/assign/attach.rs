@@ -1,0 +1,165 @@
+//! Step 4: how each device attaches (PCI with its connect flags, CCW, unassigned, other),
+//! and the checks that go with the attachment.
+
+use qconform_domxml::Address;
+
+use super::{Work, dev_err};
+use crate::classify::{self, Ctx};
+use crate::machine::Family;
+use crate::rules::{BaseFlags, Flags, PciModel};
+use crate::{Attach, Error};
+
+impl Work<'_> {
+    fn base(&self) -> BaseFlags {
+        BaseFlags::new(
+            self.root == Some(PciModel::PcieRoot),
+            self.features.virtio_variants,
+        )
+    }
+
+    pub(super) fn attach(&mut self) -> Result<(), Error> {
+        let ctx = Ctx {
+            base: self.base(),
+            host: &self.host_facts,
+        };
+        let s390 = self.family == Family::S390;
+        self.connect_flags = vec![Flags::NONE; self.devs.len()];
+        for i in 0..self.devs.len() {
+            let d = &self.devs[i];
+            let kind = &d.device.kind;
+            let is_vfio_ccw = classify::is_vfio_ccw(kind);
+            if is_vfio_ccw && !self.features.vfio_ccw {
+                return Err(dev_err(
+                    d,
+                    "vfio-ccw devices are not supported by this QEMU binary",
+                ));
+            }
+            let pci_flags = classify::pci_flags(kind, &d.device.address, &ctx);
+            let attach = match &d.device.address {
+                Address::Unassigned => {
+                    if !classify::is_pci_hostdev(kind) {
+                        return Err(dev_err(
+                            d,
+                            "address type 'unassigned' is only supported for PCI host devices",
+                        )
+                        .attr("type", "unassigned"));
+                    }
+                    Attach::Unassigned
+                }
+                Address::Pci(p) => {
+                    if p.domain != 0 {
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "Invalid PCI address {:04x}:{:02x}:{:02x}.{}. Only PCI domain 0 is available",
+                                p.domain, p.bus, p.slot, p.function
+                            ),
+                        )
+                        .element("address")
+                        .attr("domain", format!("0x{:04x}", p.domain)));
+                    }
+                    let Some(fl) = pci_flags else {
+                        return Err(dev_err(
+                            d,
+                            format!("<{}> cannot have a PCI address", d.device.element()),
+                        )
+                        .attr("type", "pci"));
+                    };
+                    if p.zpci.is_some() && !self.features.zpci {
+                        return Err(
+                            dev_err(d, "This QEMU binary doesn't support zPCI").element("zpci")
+                        );
+                    }
+                    self.connect_flags[i] = fl;
+                    Attach::Pci
+                }
+                Address::Ccw(_) => {
+                    if !s390 {
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "CCW addresses are only supported on s390-ccw machines, not on '{}'",
+                                self.machine
+                            ),
+                        )
+                        .attr("type", "ccw"));
+                    }
+                    if !classify::ccw_capable(kind) {
+                        return Err(dev_err(
+                            d,
+                            format!("<{}> cannot have a CCW address", d.device.element()),
+                        )
+                        .attr("type", "ccw"));
+                    }
+                    Attach::Ccw
+                }
+                Address::Drive(_) | Address::Other(_) => Attach::Other,
+                Address::Absent | Address::None => {
+                    if is_vfio_ccw && !s390 {
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "vfio-ccw devices need an s390-ccw machine, not '{}'",
+                                self.machine
+                            ),
+                        ));
+                    }
+                    if classify::is_vfio_ap(kind) {
+                        Attach::Other
+                    } else if s390 && classify::ccw_default(kind, self.features.vfio_ccw) {
+                        Attach::Ccw
+                    } else if let Some(fl) = pci_flags {
+                        self.connect_flags[i] = fl;
+                        Attach::Pci
+                    } else {
+                        Attach::Other
+                    }
+                }
+            };
+            if classify::wants_virtio_variant(kind) {
+                if attach == Attach::Ccw {
+                    return Err(dev_err(
+                        d,
+                        "virtio (non-)transitional models are not supported for address type=ccw",
+                    ));
+                }
+                if !self.features.virtio_variants {
+                    return Err(dev_err(
+                        d,
+                        "virtio (non-)transitional models are not supported by this QEMU binary",
+                    ));
+                }
+            }
+            self.devs[i].attach = attach;
+        }
+        self.locs = vec![None; self.devs.len()];
+        Ok(())
+    }
+
+    /// Warns about PCI host devices placed as PCI Express only because nothing describes
+    /// them. Runs after naming, so each warning starts with the device's alias.
+    pub(super) fn warn_undescribed_hosts(&mut self) {
+        let ctx = Ctx {
+            base: self.base(),
+            host: &self.host_facts,
+        };
+        if ctx.base.pci != ctx.base.pcie {
+            for d in &self.devs {
+                let Some(host) = classify::host_pci_device(&d.device.kind) else {
+                    continue;
+                };
+                if d.attach == Attach::Pci
+                    && matches!(d.device.address, Address::Absent | Address::None)
+                    && ctx.host_express(host).is_none()
+                {
+                    let host = host.map(|a| a.to_string()).unwrap_or_default();
+                    self.warnings.push(format!(
+                        "{}: host device {host} is not described, so it is placed as PCI Express, as libvirt does for a host device it cannot find (describe it in <metadata> with <qc:pci address='{host}' express='no'/>, namespace {}, if it is conventional PCI)",
+                        d.alias,
+                        qconform_domxml::HOST_NS
+                    ));
+                }
+            }
+        }
+    }
+}

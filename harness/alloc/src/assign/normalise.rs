@@ -1,0 +1,283 @@
+//! Step 2: controller indexes, the root controller, default models of PCI, USB, SCSI
+//! controllers, NICs and videos, disk buses and drive addresses; libvirt's controller order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use qconform_domxml::{Address, DeviceKind, Domain};
+
+use super::{MAX_CONTROLLER_INDEX, Work, dev_err, loc_of};
+use crate::machine::{self, Family};
+use crate::names;
+use crate::rules::PciModel;
+use crate::{Attach, Dev, Error, Origin};
+
+impl Work<'_> {
+    pub(super) fn normalise(&mut self, dom: &Domain) -> Result<(), Error> {
+        for (i, d) in dom.devices.iter().enumerate() {
+            self.devs.push(Dev {
+                device: d.clone(),
+                origin: Origin::Document(i),
+                alias: String::new(),
+                attach: Attach::Other,
+            });
+        }
+        for u in &dom.unmodelled {
+            let mut w = format!(
+                "<{}> at line {} is not modelled: kept in the domain XML, not placed and not put on the command line",
+                u.element, u.pos.line
+            );
+            if let Address::Pci(p) = &u.address
+                && !p.is_empty()
+            {
+                self.unmodelled.push((u.element.clone(), u.pos, loc_of(p)));
+                w.push_str(&format!("; its PCI address {} is reserved", loc_of(p)));
+            }
+            self.warnings.push(w);
+        }
+
+        // Controller indexes: missing ones get the lowest unused index of their type.
+        let mut used: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        for d in &self.devs {
+            if let DeviceKind::Controller(c) = &d.device.kind
+                && let Some(i) = c.index
+                && i > MAX_CONTROLLER_INDEX
+            {
+                return Err(dev_err(
+                    d,
+                    format!(
+                        "controller index {i} is out of range: a guest has at most {} buses",
+                        MAX_CONTROLLER_INDEX + 1
+                    ),
+                )
+                .attr("index", i.to_string()));
+            }
+            if let DeviceKind::Disk(k) = &d.device.kind
+                && let Address::Drive(a) = &d.device.address
+                && a.controller > MAX_CONTROLLER_INDEX
+            {
+                return Err(dev_err(
+                    d,
+                    format!(
+                        "disk '{}' refers to controller {}, which is out of range",
+                        k.dev, a.controller
+                    ),
+                )
+                .element("address")
+                .attr("controller", a.controller.to_string()));
+            }
+            if let DeviceKind::Controller(c) = &d.device.kind
+                && let Some(i) = c.index
+                && !used.entry(c.ctype.clone()).or_default().insert(i)
+            {
+                return Err(dev_err(
+                    d,
+                    format!("Multiple '{}' controllers with index '{i}'", c.ctype),
+                )
+                .attr("index", i.to_string()));
+            }
+        }
+        for d in &mut self.devs {
+            if let DeviceKind::Controller(c) = &mut d.device.kind
+                && c.index.is_none()
+            {
+                let set = used.entry(c.ctype.clone()).or_default();
+                let i = (0u32..).find(|i| !set.contains(i)).unwrap_or(0);
+                set.insert(i);
+                c.index = Some(i);
+            }
+        }
+
+        // The root controller: the machine's, unless the document gives index 0.
+        let machine_root = machine::root_model(self.family, &self.features);
+        let mut root = machine_root;
+        for d in &self.devs {
+            let DeviceKind::Controller(c) = &d.device.kind else {
+                continue;
+            };
+            if c.ctype != "pci" {
+                continue;
+            }
+            let idx = c.index.unwrap_or(0);
+            let model = match c.model.as_deref() {
+                None => None,
+                Some(m) => Some(PciModel::parse(m).ok_or_else(|| {
+                    dev_err(d, format!("Unknown PCI controller model '{m}'")).attr("model", m)
+                })?),
+            };
+            match model {
+                Some(m)
+                    if m.is_root()
+                        && idx != 0
+                        && !(m == PciModel::PciRoot && self.family == Family::Pseries) =>
+                {
+                    return Err(dev_err(
+                        d,
+                        "pci-root and pcie-root controllers should have index 0",
+                    )
+                    .attr("index", idx.to_string()));
+                }
+                _ => {}
+            }
+            if idx == 0 {
+                let m = model.or(machine_root);
+                match (m, machine_root) {
+                    (Some(m), Some(r)) if m != r => {
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "The PCI controller with index='0' must be model='{}' for this machine type, but model='{}' was found instead",
+                                r.as_str(),
+                                m.as_str()
+                            ),
+                        )
+                        .attr("model", m.as_str()));
+                    }
+                    (Some(_), None) if self.family == Family::S390 => {
+                        return Err(dev_err(
+                            d,
+                            "This QEMU binary doesn't support zPCI, so s390-ccw machines have no PCI root",
+                        ));
+                    }
+                    (Some(m), None) if !m.is_root() => {
+                        return Err(dev_err(
+                            d,
+                            format!("The PCI controller with index='0' must be a root controller, but model='{}' was found", m.as_str()),
+                        ).attr("model", m.as_str()));
+                    }
+                    (Some(m), _) => root = Some(m),
+                    (None, _) => {
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "machine '{}' has no PCI root controller on this QEMU binary",
+                                self.machine
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        self.root = root;
+
+        let pcie = root == Some(PciModel::PcieRoot);
+        let usb_default = machine::default_usb_model(self.family, self.caps);
+        let scsi_default = machine::default_scsi_model(self.family, self.caps);
+        let nic_default = machine::default_nic_model(self.family, &self.arch, self.caps);
+        let video_default = machine::default_video_model(self.family);
+        let family = self.family;
+        for d in &mut self.devs {
+            match &mut d.device.kind {
+                DeviceKind::Controller(c) => match c.ctype.as_str() {
+                    "pci" if c.model.is_none() => {
+                        let idx = c.index.unwrap_or(0);
+                        let m = if idx == 0 {
+                            root
+                        } else if family == Family::Pseries {
+                            Some(PciModel::PciRoot)
+                        } else if pcie {
+                            Some(PciModel::PcieRootPort)
+                        } else {
+                            Some(PciModel::PciBridge)
+                        };
+                        c.model = m.map(|m| m.as_str().to_string());
+                    }
+                    "usb" if c.model.is_none() => c.model = Some(usb_default.to_string()),
+                    "scsi" if c.model.is_none() => c.model = Some(scsi_default.to_string()),
+                    _ => {}
+                },
+                DeviceKind::Disk(k) => {
+                    if k.bus.is_none() {
+                        let b = if k.device == "floppy" {
+                            Some("fdc")
+                        } else {
+                            names::disk_default_bus(&k.dev)
+                        };
+                        let Some(b) = b else {
+                            let dev = k.dev.clone();
+                            return Err(Error::new(format!(
+                                "cannot infer the bus of disk '{dev}': give <target bus=...>"
+                            ))
+                            .element("target")
+                            .attr("dev", dev)
+                            .at(d.device.pos));
+                        };
+                        k.bus = Some(b.to_string());
+                    }
+                    let bus = k.bus.clone().unwrap_or_default();
+                    match (&d.device.address, bus.as_str()) {
+                        (Address::Absent | Address::None, "ide" | "sata" | "scsi" | "fdc") => {
+                            let idx = names::disk_index(&k.dev).ok_or_else(|| {
+                                Error::new(format!(
+                                    "cannot derive a drive address from disk target '{}'",
+                                    k.dev
+                                ))
+                                .element("target")
+                                .attr("dev", k.dev.clone())
+                                .at(d.device.pos)
+                            })?;
+                            if let Some(da) = names::drive_address(&bus, idx) {
+                                d.device.address = Address::Drive(da);
+                            }
+                        }
+                        (
+                            Address::Pci(_) | Address::Ccw(_) | Address::Absent | Address::None,
+                            "virtio",
+                        ) => {}
+                        (a, "virtio") => {
+                            return Err(Error::new(format!(
+                                "virtio disk cannot have an address of type '{}'",
+                                a.type_name()
+                            ))
+                            .element("address")
+                            .attr("type", a.type_name().to_string())
+                            .at(d.device.pos));
+                        }
+                        _ => {}
+                    }
+                }
+                DeviceKind::Interface(i) if i.itype != "hostdev" && i.model.is_none() => {
+                    i.model = Some(nic_default.to_string());
+                }
+                DeviceKind::Video(v) if v.model.is_none() => {
+                    v.model = Some(video_default.to_string());
+                }
+                _ => {}
+            }
+        }
+        for i in 0..self.devs.len() {
+            if matches!(self.devs[i].device.kind, DeviceKind::Controller(_)) {
+                self.insert_ctrl(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// libvirt's controller insertion: after the last controller of the same type with a
+    /// lower or equal index, else before the first of that type with a higher index, else
+    /// at the end.
+    pub(super) fn insert_ctrl(&mut self, new: usize) {
+        let key = |d: &Dev| {
+            d.controller()
+                .map(|c| (c.ctype.clone(), c.index.unwrap_or(0)))
+        };
+        let Some((ty, idx)) = key(&self.devs[new]) else {
+            return;
+        };
+        let mut insert_at = None;
+        for pos in (0..self.ctrl_order.len()).rev() {
+            if let Some((cty, cidx)) = key(&self.devs[self.ctrl_order[pos]])
+                && cty == ty
+            {
+                if cidx <= idx {
+                    insert_at = Some(pos + 1);
+                    break;
+                }
+                insert_at = Some(pos);
+            }
+        }
+        match insert_at {
+            Some(p) => self.ctrl_order.insert(p, new),
+            None => self.ctrl_order.push(new),
+        }
+    }
+}

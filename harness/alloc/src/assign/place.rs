@@ -1,0 +1,245 @@
+//! Steps 7 and 8: PCI placement. A dry run reserves the document's addresses, the chipset
+//! slots and a slot for every device, growing the bus set; the controllers for the new buses
+//! are added; then the real pass places everything with the final controller list.
+
+use std::collections::BTreeMap;
+
+use qconform_domxml::{Address, DeviceKind};
+
+use super::{Work, addr_err, dev_err, loc_of};
+use crate::classify;
+use crate::machine::{self, Family};
+use crate::names;
+use crate::pci::{AddrSet, Bus, From, Loc};
+use crate::rules::{Flags, PciModel, Step};
+use crate::{Attach, Error, Origin};
+
+impl Work<'_> {
+    pub(super) fn pci_ctrls(&self) -> BTreeMap<u32, usize> {
+        let mut m = BTreeMap::new();
+        for (i, d) in self.devs.iter().enumerate() {
+            if let Some(c) = d.controller()
+                && c.ctype == "pci"
+            {
+                m.insert(c.index.unwrap_or(0), i);
+            }
+        }
+        m
+    }
+
+    fn default_bus_model(&self) -> PciModel {
+        if self.family == Family::Pseries {
+            PciModel::PciRoot
+        } else if self.root == Some(PciModel::PcieRoot) {
+            PciModel::PcieRootPort
+        } else {
+            PciModel::PciBridge
+        }
+    }
+
+    fn build_set(&self, dry_run: bool) -> AddrSet {
+        let ctrls = self.pci_ctrls();
+        let max = ctrls.keys().next_back().copied().unwrap_or(0);
+        let mut buses = Vec::new();
+        for idx in 0..=max {
+            let bus = match ctrls.get(&idx).map(|&i| &self.devs[i]) {
+                Some(d) => {
+                    let model = d.pci_model().unwrap_or(PciModel::PciBridge);
+                    let off = d.controller().and_then(|c| c.target.hotplug) == Some(false);
+                    Bus::new(model, off)
+                }
+                None if idx == 0 => Bus::new(PciModel::PciRoot, false),
+                None => Bus::new(self.default_bus_model(), false),
+            };
+            buses.push(bus);
+        }
+        AddrSet {
+            buses,
+            dry_run,
+            pcie_to_pci_bridge: self.features.pcie_pci_bridge,
+            multiple_roots: self.family == Family::Pseries,
+        }
+    }
+
+    /// Explicit PCI addresses from the document.
+    fn initial_locs(&self) -> Vec<Option<Loc>> {
+        self.devs
+            .iter()
+            .map(|d| match (&d.device.address, d.attach) {
+                (Address::Pci(p), Attach::Pci) if !p.is_empty() => Some(loc_of(p)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Devices wanting a PCI slot, in libvirt's assignment order.
+    fn assignment_order(&self) -> Vec<usize> {
+        let ctrl_pos: BTreeMap<usize, usize> = self
+            .ctrl_order
+            .iter()
+            .enumerate()
+            .map(|(p, &i)| (i, p))
+            .collect();
+        let mut v: Vec<(Step, u8, usize, usize)> = Vec::new();
+        for (i, d) in self.devs.iter().enumerate() {
+            if d.attach != Attach::Pci {
+                continue;
+            }
+            let Some(step) = classify::step(&d.device.kind) else {
+                continue;
+            };
+            let sub = match &d.device.kind {
+                DeviceKind::Hostdev(_) => 1,
+                _ => 0,
+            };
+            v.push((step, sub, ctrl_pos.get(&i).copied().unwrap_or(i), i));
+        }
+        v.sort();
+        v.into_iter().map(|t| t.3).collect()
+    }
+
+    /// Reserves the addresses given in the document. In the dry run a reservation may
+    /// grow the bus set and move a conventional device one bus down (behind the bridge
+    /// added for it), which libvirt keeps: the moves are returned.
+    pub(super) fn collect(
+        &self,
+        set: &mut AddrSet,
+        locs: &mut [Option<Loc>],
+    ) -> Result<Vec<(usize, Loc)>, Error> {
+        let mut moved = Vec::new();
+        for i in self.iteration_order() {
+            let Some(loc) = locs[i] else { continue };
+            let d = &self.devs[i];
+            if self.piix3_builtin(d, loc) {
+                continue;
+            }
+            let got = set
+                .reserve(loc, self.connect_flags[i], From::Config)
+                .map_err(|m| addr_err(d, m))?;
+            if got != loc {
+                locs[i] = Some(got);
+                moved.push((i, got));
+            }
+        }
+        for (el, pos, loc) in &self.unmodelled {
+            set.reserve(*loc, Flags::PCI_DEVICE, From::Config)
+                .map_err(|m| Error::new(format!("<{el}>: {m}")).element(el).at(*pos))?;
+        }
+        Ok(moved)
+    }
+
+    fn assign_slots(&self, set: &mut AddrSet, locs: &mut [Option<Loc>]) -> Result<(), Error> {
+        for i in self.assignment_order() {
+            if locs[i].is_some() {
+                continue;
+            }
+            let d = &self.devs[i];
+            let flags = self.connect_flags[i];
+            if let Some((func, idx)) = classify::usb_companion(&d.device.kind) {
+                let mate = self.devs.iter().enumerate().find_map(|(j, o)| {
+                    let (_, oidx) = classify::usb_companion(&o.device.kind)?;
+                    (j != i && oidx == idx).then_some(locs[j]).flatten()
+                });
+                let base = match mate {
+                    Some(m) => m,
+                    None => set.next_addr(flags).map_err(|m| dev_err(d, m))?,
+                };
+                let loc = Loc {
+                    function: func,
+                    ..base
+                };
+                set.reserve(loc, flags, From::Auto)
+                    .map_err(|m| dev_err(d, m))?;
+                locs[i] = Some(loc);
+                continue;
+            }
+            let loc = set.reserve_next(flags).map_err(|m| dev_err(d, m))?;
+            locs[i] = Some(loc);
+        }
+        Ok(())
+    }
+
+    pub(super) fn assign_pci(&mut self) -> Result<(), Error> {
+        let Some(root) = self.root else {
+            if let Some(d) = self.devs.iter().find(|d| d.attach == Attach::Pci) {
+                let why = if self.family == Family::S390 {
+                    "this QEMU binary has no zpci device, so the machine has no PCI bus".to_string()
+                } else {
+                    format!(
+                        "machine '{}' has no PCI bus on this QEMU binary",
+                        self.machine
+                    )
+                };
+                return Err(dev_err(
+                    d,
+                    format!(
+                        "No PCI buses available: <{}> needs a PCI slot, but {why}",
+                        d.device.element()
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        let max_idx = self.pci_ctrls().keys().next_back().copied().unwrap_or(0);
+
+        // Pass 1: dry run, to find out which controllers to add.
+        let mut locs = self.initial_locs();
+        let mut set = self.build_set(true);
+        let moved = self.collect(&mut set, &mut locs)?;
+        for (i, loc) in moved {
+            if let Address::Pci(p) = &mut self.devs[i].device.address {
+                p.bus = loc.bus;
+            }
+        }
+        self.chipset(&mut set, &mut locs)?;
+        if root == PciModel::PciRoot && !set.buses.iter().all(Bus::fully_reserved) {
+            // One spare conventional slot so that a pci-bridge can always be added later;
+            // when none is free there is simply no spare.
+            let _ = set.reserve_next(Flags::PCI_DEVICE.with(Flags::AUTOASSIGN));
+        }
+        self.assign_slots(&mut set, &mut locs)?;
+        let initial_buses = (max_idx + 1) as usize;
+        if root == PciModel::PcieRoot && max_idx == 0 && set.buses.len() > initial_buses {
+            // One empty pcie-root-port for hotplug.
+            set.reserve_next(Flags::PCIE_DEVICE.with(Flags::AUTOASSIGN))
+                .map_err(Error::new)?;
+        }
+        let have = self.pci_ctrls();
+        let mut idx = 0usize;
+        while idx + 1 < set.buses.len() {
+            idx += 1;
+            let bus = idx as u32;
+            if !have.contains_key(&bus) {
+                let model = set.buses[idx].model;
+                let mut dev = machine::controller("pci", bus, Some(model.as_str()));
+                if let DeviceKind::Controller(c) = &mut dev.kind {
+                    c.index = Some(bus);
+                }
+                let i = self.push(dev, Origin::AutoAdded);
+                self.devs[i].alias = names::controller_alias("pci", bus, false);
+                let fl = model.rule().plugs_as;
+                self.connect_flags.push(fl);
+                self.locs.push(None);
+                locs.push(None);
+                if model.is_root() {
+                    // A pSeries PHB: a root of its own, it takes no slot.
+                    continue;
+                }
+                self.devs[i].attach = Attach::Pci;
+                let loc = set
+                    .reserve_next(fl)
+                    .map_err(|m| dev_err(&self.devs[i], m))?;
+                locs[i] = Some(loc);
+            }
+        }
+
+        // Pass 2: the real assignment with the final controller list.
+        let mut locs = self.initial_locs();
+        let mut set = self.build_set(false);
+        self.collect(&mut set, &mut locs)?;
+        self.chipset(&mut set, &mut locs)?;
+        self.assign_slots(&mut set, &mut locs)?;
+        self.locs = locs;
+        Ok(())
+    }
+}
