@@ -272,6 +272,29 @@ mod tests {
     }
 
     #[test]
+    fn test_machines_the_guest_tier_boots() {
+        for (arch, m) in [
+            ("x86_64", "pc-q35-11.1"),
+            ("x86_64", "pc-i440fx-7.2"),
+            ("s390x", "s390-ccw-virtio-10.0"),
+            ("aarch64", "virt-11.1"),
+            ("ppc64", "pseries-7.2"),
+            ("ppc64", "pseries"),
+            ("riscv64", "virt"),
+        ] {
+            assert!(machine_supported(arch, m), "{arch} {m}");
+        }
+        for (arch, m) in [
+            ("x86_64", "microvm"),
+            ("ppc64", "powernv9"),
+            ("riscv64", "spike"),
+            ("aarch64", "sbsa-ref"),
+        ] {
+            assert!(!machine_supported(arch, m), "{arch} {m}");
+        }
+    }
+
+    #[test]
     fn test_guest_ccw_bus_id_maps_css_fe_to_zero() {
         assert_eq!(guest_ccw_bus_id("fe.1.0100").as_deref(), Some("0.1.0100"));
         assert_eq!(guest_ccw_bus_id("fe.0.0000").as_deref(), Some("0.0.0000"));
