@@ -4,7 +4,7 @@
 use roxmltree::{Document, Node};
 
 use crate::model::*;
-use crate::{Error, ErrorKind};
+use crate::{Error, Problem};
 
 /// Parses a libvirt domain document.
 pub fn parse(xml: &str) -> Result<Domain, Error> {
@@ -14,15 +14,10 @@ pub fn parse(xml: &str) -> Result<Domain, Error> {
     };
     let doc = Document::parse_with_options(xml, opts).map_err(|e| {
         let pos = e.pos();
-        Error {
-            kind: ErrorKind::Syntax,
-            message: format!("malformed XML: {e}"),
-            element: None,
-            attribute: None,
-            value: None,
-            line: Some(pos.row),
-            column: Some(pos.col),
-        }
+        let mut p = Problem::new(format!("malformed XML: {e}"));
+        p.line = Some(pos.row);
+        p.column = Some(pos.col);
+        Error::syntax(p)
     })?;
     let lines = std::iter::once(0)
         .chain(xml.match_indices('\n').map(|(i, _)| i + 1))
@@ -70,8 +65,8 @@ impl<'a, 'i> Parser<'a, 'i> {
         let mut e = self.err(n, message).attr(attr, value);
         if let Some(a) = n.attributes().find(|a| a.name() == attr) {
             let p = self.pos_at(a.range().start);
-            e.line = Some(p.line);
-            e.column = Some(p.column);
+            e.problem.line = Some(p.line);
+            e.problem.column = Some(p.column);
         }
         e
     }
@@ -131,16 +126,16 @@ impl<'a, 'i> Parser<'a, 'i> {
     fn domain(&self) -> Result<Domain, Error> {
         let root = self.doc.root_element();
         if root.tag_name().name() != "domain" {
-            return Err(Error {
-                kind: ErrorKind::Syntax,
-                ..self.err(
+            return Err(Error::syntax(
+                self.err(
                     root,
                     format!(
                         "expected a <domain> document, found <{}>",
                         root.tag_name().name()
                     ),
                 )
-            });
+                .problem,
+            ));
         }
         let mut dom = Domain {
             domain_type: root.attribute("type").unwrap_or("qemu").to_string(),

@@ -79,22 +79,22 @@ fn test_errors_carry_element_attribute_value_and_position() {
     ))
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    assert_eq!(e.element.as_deref(), Some("address"));
-    assert_eq!(e.attribute.as_deref(), Some("slot"));
-    assert_eq!(e.value.as_deref(), Some("0x20"));
-    assert_eq!((e.line, e.column), (Some(7), Some(27)));
+    assert_eq!(e.problem.element.as_deref(), Some("address"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("slot"));
+    assert_eq!(e.problem.value.as_deref(), Some("0x20"));
+    assert_eq!((e.problem.line, e.problem.column), (Some(7), Some(27)));
     assert_eq!(
         e.to_string(),
         "Invalid PCI address slot='0x20', must be <= 0x1F (element <address>, attribute slot='0x20', line 7, column 27)"
     );
     let e = parse("<domain><devices><disk></devices></domain>").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Syntax);
-    assert_eq!(e.line, Some(1));
+    assert_eq!(e.problem.line, Some(1));
     let e = parse(&dom(
         "    <memballoon model='virtio'><address/></memballoon>\n",
     ))
     .unwrap_err();
-    assert!(e.message.contains("No type specified"), "{e}");
+    assert!(e.problem.message.contains("No type specified"), "{e}");
 }
 
 #[test]
@@ -123,6 +123,7 @@ fn test_host_facts_from_metadata() {
     assert!(
         parse(&bad)
             .unwrap_err()
+            .problem
             .message
             .contains("invalid host PCI address")
     );

@@ -65,7 +65,7 @@ fn check(xml: &str, caps: &Snapshot) {
             _ => {}
         }
     }
-    for l in &p.guest_pci {
+    for l in guest(&p) {
         assert_eq!(l.len(), "0000:00:00.0 0000: 0000:0000".len(), "{l}");
     }
     let again = qconform_plan::plan(&p.domain_xml, caps)
