@@ -43,9 +43,7 @@
 //!   are not functions the guest is told about. Observed on 7.2, 10.0 and 11.1: only the
 //!   endpoints are listed, as `<uid>:00:00.0`. (libvirt refuses a function ≠ 0 on s390x.)
 
-use std::collections::BTreeMap;
-
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use qconform_alloc::{Allocation, Attach, Family, PciModel};
 use qconform_caps::{GuestPciFunction, PciId, Placement, Snapshot};

@@ -191,7 +191,7 @@ fn ccw_types(argv: &[String]) -> BTreeMap<String, String> {
 /// Compares the guest's CCW list with the planned devnos: the same bus-ids, and for
 /// virtio-ccw devices the control unit model of their type.
 pub fn compare_ccw(
-    devices: &BTreeMap<String, crate::planview::DeviceView>,
+    devices: &BTreeMap<String, qconform_plan::DeviceAddress>,
     argv: &[String],
     seen: &[GuestCcw],
 ) -> Vec<String> {
@@ -245,15 +245,16 @@ pub fn compare_ccw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planview::DeviceView;
+    use qconform_plan::{AddressKind, DeviceAddress};
 
-    fn ccw(devno: &str) -> DeviceView {
-        DeviceView {
-            kind: "ccw".into(),
-            bus_alias: None,
+    fn ccw(devno: &str) -> DeviceAddress {
+        DeviceAddress {
+            kind: AddressKind::Ccw,
             bus: None,
             slot: None,
             function: None,
+            bus_alias: None,
+            multifunction: false,
             zpci_uid: None,
             zpci_fid: None,
             ccw_devno: Some(devno.into()),
@@ -304,7 +305,7 @@ mod tests {
 
     #[test]
     fn test_compare_ccw_reports_missing_extra_and_wrong_model() {
-        let devices: BTreeMap<String, DeviceView> = [
+        let devices: BTreeMap<String, DeviceAddress> = [
             ("net0".to_owned(), ccw("fe.1.0100")),
             ("balloon0".to_owned(), ccw("fe.0.0000")),
         ]
