@@ -1,6 +1,8 @@
 //! Domain XML → [`Domain`], with libvirt's parse-time checks (number syntax, PCI/CCW/zPCI
 //! ranges) and positions on every error.
 
+use std::cell::Cell;
+
 use roxmltree::{Document, Node};
 
 use crate::model::*;
@@ -26,6 +28,7 @@ pub fn parse(xml: &str) -> Result<Domain, Error> {
         doc: &doc,
         src: xml,
         lines,
+        cursor: Cell::new((0, 0)),
     };
     p.domain()
 }
@@ -35,6 +38,10 @@ struct Parser<'a, 'i> {
     src: &'i str,
     /// Byte offset of the start of each line.
     lines: Vec<usize>,
+    /// The last position computed: (byte offset, characters between its line start and
+    /// it). Positions are asked for in document order, so counting on from the last one
+    /// keeps the total work linear even when the whole document is one line.
+    cursor: Cell<(usize, usize)>,
 }
 
 impl<'a, 'i> Parser<'a, 'i> {
@@ -46,12 +53,29 @@ impl<'a, 'i> Parser<'a, 'i> {
     /// from the start of the document every time.
     fn pos_at(&self, at: usize) -> TextPos {
         let line = self.lines.partition_point(|&s| s <= at).max(1);
-        let start = self.lines[line - 1];
-        let column = self.src.get(start..at).map_or(0, |t| t.chars().count()) + 1;
+        let start = self.line_start(line);
+        let (from, chars) = match self.cursor.get() {
+            (c, n) if c >= start && c <= at => (c, n),
+            _ => (start, 0),
+        };
+        let column = chars + self.src.get(from..at).map_or(0, |t| t.chars().count());
+        self.cursor.set((at, column));
         TextPos {
             line: u32::try_from(line).unwrap_or(u32::MAX),
-            column: u32::try_from(column).unwrap_or(u32::MAX),
+            column: u32::try_from(column + 1).unwrap_or(u32::MAX),
         }
+    }
+
+    /// Byte offset where 1-based line `line` starts.
+    fn line_start(&self, line: usize) -> usize {
+        self.lines.get(line.saturating_sub(1)).copied().unwrap_or(0)
+    }
+
+    /// The whitespace between the start of the line holding `pos` and `pos`, if that is
+    /// all whitespace; otherwise empty.
+    fn indent(&self, pos: usize) -> &'i str {
+        let line = self.lines.partition_point(|&s| s <= pos).max(1);
+        indent_between(self.src, self.line_start(line), pos)
     }
 
     fn err(&self, n: Node<'_, '_>, message: impl Into<String>) -> Error {
@@ -153,9 +177,9 @@ impl<'a, 'i> Parser<'a, 'i> {
             src: DomainSrc::default(),
         };
         dom.src.domain_close = end_tag_start(self.src, root);
-        dom.src.child_indent = format!("{}  ", indent_of(self.src, root.range().start));
+        dom.src.child_indent = format!("{}  ", self.indent(root.range().start));
         if let Some(first) = root.first_element_child() {
-            dom.src.child_indent = indent_of(self.src, first.range().start).to_string();
+            dom.src.child_indent = self.indent(first.range().start).to_string();
         }
         let mut devices_node = None;
         for c in root.children().filter(Node::is_element) {
@@ -182,7 +206,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             };
             dom.src.devices_close = Some((
                 close,
-                indent_of(self.src, devs.range().start).to_string(),
+                self.indent(devs.range().start).to_string(),
                 self_closing,
             ));
             for d in devs.children().filter(Node::is_element) {
@@ -259,10 +283,7 @@ impl<'a, 'i> Parser<'a, 'i> {
 
     fn os(&self, os: Node<'_, '_>, dom: &mut Domain) -> Result<(), Error> {
         let start_end = start_tag_end(self.src, os);
-        dom.src.os_insert = Some((
-            start_end,
-            format!("{}  ", indent_of(self.src, os.range().start)),
-        ));
+        dom.src.os_insert = Some((start_end, format!("{}  ", self.indent(os.range().start))));
         if let Some(t) = child(os, "type") {
             dom.arch = t.attribute("arch").map(str::to_string);
             dom.machine = t.attribute("machine").map(str::to_string);
@@ -385,6 +406,14 @@ impl<'a, 'i> Parser<'a, 'i> {
             Some(b) => self.uint32(b, "order")?,
             None => None,
         };
+        let virtio_serial = match child(d, "address") {
+            Some(a) if a.attribute("type") == Some("virtio-serial") => Some(VirtioSerialAddress {
+                controller: self.uint32(a, "controller")?.unwrap_or(0),
+                bus: self.uint32(a, "bus")?.unwrap_or(0),
+                port: self.uint32(a, "port")?,
+            }),
+            _ => None,
+        };
         let range = d.range();
         let self_closing = !d.has_children() && self.src[range.clone()].ends_with("/>");
         let src = DeviceSrc {
@@ -394,7 +423,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             model: child(d, "model").map(|a| a.range()),
             target: child(d, "target").map(|a| a.range()),
             self_closing,
-            indent: indent_of(self.src, d.range().start).to_string(),
+            indent: self.indent(d.range().start).to_string(),
             attrs: if name == "controller" {
                 attr_ranges(d)
             } else {
@@ -406,6 +435,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             address,
             user_alias,
             boot_order,
+            virtio_serial,
             pos: self.pos(d),
             src: Some(src),
         });
@@ -458,6 +488,12 @@ impl<'a, 'i> Parser<'a, 'i> {
             device: d.attribute("device").unwrap_or("disk").to_string(),
             bus: target.and_then(|t| t.attribute("bus")).map(str::to_string),
             dev: dev.to_string(),
+            source: child(d, "source").and_then(|s| {
+                ["file", "dev", "dir", "name", "volume"]
+                    .iter()
+                    .find_map(|a| s.attribute(*a))
+                    .map(str::to_string)
+            }),
             model: d.attribute("model").map(str::to_string),
             readonly: child(d, "readonly").is_some(),
             serial: child(d, "serial")
@@ -800,13 +836,9 @@ fn end_tag_start(src: &str, n: Node<'_, '_>) -> usize {
     }
 }
 
-/// The whitespace between the start of the line holding `pos` and `pos`, if that is all
-/// whitespace; otherwise empty.
-pub(crate) fn indent_of(src: &str, pos: usize) -> &str {
-    let line_start = src
-        .get(..pos)
-        .and_then(|s| s.rfind('\n'))
-        .map_or(0, |i| i + 1);
+/// `src[line_start..pos]` if that is all blanks; otherwise empty. The check stops at the
+/// first other character, so it costs little on a long line.
+fn indent_between(src: &str, line_start: usize, pos: usize) -> &str {
     let ws = src.get(line_start..pos).unwrap_or("");
     if ws.chars().all(|c| c == ' ' || c == '\t') {
         ws
