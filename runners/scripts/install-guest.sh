@@ -85,9 +85,6 @@ ARCHES=${QCONFORM_GUEST_ARCHES:-"x86_64 s390x aarch64 ppc64 riscv64"}
 MATRIX_ROOT=${QCONFORM_MATRIX_ROOT:-$HOME/.cache/qconform/matrix}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
 
 # ---- logging and timing (lib.sh: log, die, step, quietly; Debian mirror: source_uri) ---------
 
@@ -96,17 +93,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 T_START=$(now_ms)
-
-on_exit() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
-    log "step $CURRENT_STEP: FAILED (exit $rc) after $(fmt_ms $(($(now_ms) - STEP_T0)))s"
-  fi
-}
-trap on_exit EXIT
-
-stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-stamp_set() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" >"$1.tmp"; mv "$1.tmp" "$1"; }
+trap log_failed_step EXIT
 
 # ---- Debian mirror (same rules as install-matrix.sh) -----------------------------------------
 
