@@ -220,6 +220,54 @@ fn hostdev_pci_flags(
     }
 }
 
+/// How an error names a device that takes a PCI slot (`<interface> model 'e1000'`,
+/// `<controller type='pci' model='pci-bridge'>`, `<memballoon>`), `None` for a device
+/// that never takes one. `takes_pci` is whether [`pci_flags`] gave it flags.
+pub fn pci_device_name(kind: &DeviceKind, takes_pci: bool) -> Option<String> {
+    if let DeviceKind::Controller(c) = kind
+        && c.ctype == "pci"
+    {
+        // The root controllers take no slot; the check for them is libvirt's own.
+        return takes_pci.then(|| {
+            format!(
+                "<controller type='pci' model='{}'>",
+                c.model.as_deref().unwrap_or_default()
+            )
+        });
+    }
+    if !takes_pci {
+        return None;
+    }
+    let model = match kind {
+        DeviceKind::Controller(c) => {
+            return Some(format!(
+                "<controller type='{}'{}>",
+                c.ctype,
+                c.model
+                    .as_deref()
+                    .map(|m| format!(" model='{m}'"))
+                    .unwrap_or_default()
+            ));
+        }
+        DeviceKind::Interface(i) => i.model.clone(),
+        DeviceKind::Video(v) => v.model.clone(),
+        DeviceKind::Sound(s) => Some(s.model.clone()),
+        DeviceKind::Memballoon(m)
+        | DeviceKind::Rng(m)
+        | DeviceKind::Watchdog(m)
+        | DeviceKind::Iommu(m)
+        | DeviceKind::Panic(m)
+        | DeviceKind::Crypto(m) => m.model.clone(),
+        DeviceKind::Memory(m) => Some(m.model.clone()),
+        DeviceKind::Hostdev(h) => return Some(format!("<hostdev type='{}'>", h.htype)),
+        _ => None,
+    };
+    Some(match model {
+        Some(m) => format!("<{}> model '{m}'", kind.element()),
+        None => format!("<{}>", kind.element()),
+    })
+}
+
 /// Whether a device without an address becomes a CCW device on an s390-ccw machine.
 pub fn ccw_default(kind: &DeviceKind, vfio_ccw: bool) -> bool {
     match kind {

@@ -106,9 +106,24 @@ pub struct Device {
     pub user_alias: Option<String>,
     /// `<boot order=...>`, if given.
     pub boot_order: Option<u32>,
+    /// The numbers of an `<address type='virtio-serial'>` (which [`Address::Other`] keeps
+    /// only by type).
+    pub virtio_serial: Option<VirtioSerialAddress>,
     /// Position of the element (zero for devices not from the document).
     pub pos: TextPos,
     pub(crate) src: Option<DeviceSrc>,
+}
+
+/// `<address type='virtio-serial' controller bus port/>` (missing numbers are 0, the port
+/// `None`, as libvirt reads them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VirtioSerialAddress {
+    /// Index of the virtio-serial controller.
+    pub controller: u32,
+    /// Bus of that controller.
+    pub bus: u32,
+    /// Port, when given.
+    pub port: Option<u32>,
 }
 
 /// Source ranges of a device element, for the writer.
@@ -140,6 +155,7 @@ impl Device {
             address: Address::Absent,
             user_alias: None,
             boot_order: None,
+            virtio_serial: None,
             pos: TextPos::default(),
             src: None,
         }
@@ -286,6 +302,8 @@ pub struct Disk {
     pub bus: Option<String>,
     /// `<target dev>`.
     pub dev: String,
+    /// `<source file|dev|dir|name|volume>`, when given.
+    pub source: Option<String>,
     /// `model` attribute (`virtio`, `virtio-transitional`, `virtio-non-transitional`).
     pub model: Option<String>,
     /// `<readonly/>` present.

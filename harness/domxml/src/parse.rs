@@ -390,6 +390,14 @@ impl<'a, 'i> Parser<'a, 'i> {
             Some(b) => self.uint32(b, "order")?,
             None => None,
         };
+        let virtio_serial = match child(d, "address") {
+            Some(a) if a.attribute("type") == Some("virtio-serial") => Some(VirtioSerialAddress {
+                controller: self.uint32(a, "controller")?.unwrap_or(0),
+                bus: self.uint32(a, "bus")?.unwrap_or(0),
+                port: self.uint32(a, "port")?,
+            }),
+            _ => None,
+        };
         let range = d.range();
         let self_closing = !d.has_children() && self.src[range.clone()].ends_with("/>");
         let src = DeviceSrc {
@@ -411,6 +419,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             address,
             user_alias,
             boot_order,
+            virtio_serial,
             pos: self.pos(d),
             src: Some(src),
         });
@@ -463,6 +472,12 @@ impl<'a, 'i> Parser<'a, 'i> {
             device: d.attribute("device").unwrap_or("disk").to_string(),
             bus: target.and_then(|t| t.attribute("bus")).map(str::to_string),
             dev: dev.to_string(),
+            source: child(d, "source").and_then(|s| {
+                ["file", "dev", "dir", "name", "volume"]
+                    .iter()
+                    .find_map(|a| s.attribute(*a))
+                    .map(str::to_string)
+            }),
             model: d.attribute("model").map(str::to_string),
             readonly: child(d, "readonly").is_some(),
             serial: child(d, "serial")

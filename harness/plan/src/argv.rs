@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use qconform_alloc::{Allocation, Attach, Dev, Family, PciModel};
-use qconform_caps::Snapshot;
+use qconform_caps::{LaunchOutcome, Placement, Snapshot};
 use qconform_domxml::{Address, DeviceKind, Domain};
 
 use crate::opts::Opts;
@@ -315,7 +315,10 @@ impl B<'_> {
                     );
                 }
                 let mut o = o.kv("bus", self.a.pci_bus_name(p.bus));
-                if p.multifunction == Some(true) {
+                // libvirt never asks for multifunction on s390x, where a zPCI device is
+                // function 0 alone; some QEMU releases refuse the option there
+                // ("multifunction not supported in s390").
+                if p.multifunction == Some(true) && self.a.family != Family::S390 {
                     o = o.kv("multifunction", "on");
                 }
                 let addr = if p.function == 0 {
@@ -330,9 +333,45 @@ impl B<'_> {
         }
     }
 
+    /// QEMU's own refusal of `driver` where device `i` sits, when the snapshot recorded
+    /// one (see [`recorded_refusal`]).
+    fn refused_here(&self, i: usize, driver: &str) -> R<()> {
+        let d = &self.a.devices[i];
+        let Some(p) = d.pci() else { return Ok(()) };
+        let behind_port = self
+            .a
+            .pci_controller(p.bus)
+            .and_then(Dev::pci_model)
+            .is_some_and(PciModel::is_pcie_port);
+        let placement = if behind_port {
+            Placement::PciePort
+        } else {
+            Placement::Root
+        };
+        match recorded_refusal(self.caps, self.a.family, driver, placement) {
+            Some(msg) => Err(self.err(
+                i,
+                format!(
+                    "QEMU {} refuses {driver} here: {msg} (recorded when the snapshot was probed)",
+                    self.caps.id()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Emits `-device` for device `i` with QEMU type `driver` and its own properties.
     fn dev(&mut self, i: usize, driver: &str, props: Opts) -> R<Vec<String>> {
         self.have(i, driver)?;
+        self.refused_here(i, driver)?;
+        if self.a.devices[i].attach != Attach::Pci && self.caps.implements(driver, "pci-device") {
+            // Without bus= and addr= QEMU would pick a slot itself, maybe one the plan
+            // gave another device.
+            return Err(self.err(
+                i,
+                format!("{driver} is a PCI device but the plan has no PCI address for it"),
+            ));
+        }
         self.out.drivers[i] = Some(driver.to_string());
         let d = &self.a.devices[i];
         let mut o = props.kv("id", &d.alias);
@@ -1090,10 +1129,19 @@ impl B<'_> {
                     } else {
                         "virtserialport"
                     };
+                    let at = d.device.virtio_serial.unwrap_or_default();
                     let vs = a
-                        .controller("virtio-serial", 0)
+                        .controller("virtio-serial", at.controller)
                         .map(|x| x.alias.clone())
-                        .ok_or_else(|| self.err(i, "no virtio-serial controller"))?;
+                        .ok_or_else(|| {
+                            self.err(
+                                i,
+                                format!(
+                                    "Could not find virtio-serial controller with index {} required for device",
+                                    at.controller
+                                ),
+                            )
+                        })?;
                     // Ports in document order: 0 is the console's, channels from 1.
                     let earlier = a.devices[..i]
                         .iter()
@@ -1102,11 +1150,12 @@ impl B<'_> {
                             if k.element == "channel" && k.target_type.as_deref() == Some("virtio"))
                         })
                         .count() as u32;
-                    let nr = c
-                        .target_port
-                        .unwrap_or(if console { 0 } else { 1 + earlier });
+                    let nr =
+                        at.port
+                            .or(c.target_port)
+                            .unwrap_or(if console { 0 } else { 1 + earlier });
                     let mut o = Opts::new(driver)
-                        .kv("bus", format!("{vs}.0"))
+                        .kv("bus", format!("{vs}.{}", at.bus))
                         .kv("nr", nr.to_string());
                     if let Some(n) = &c.target_name {
                         o = o.kv("name", n);
@@ -1123,6 +1172,48 @@ impl B<'_> {
         v.extend(self.dev(i, driver, extra.kv("chardev", &chr))?);
         Ok(v)
     }
+}
+
+/// QEMU's refusal of device type `ty` at `placement` on a machine of `family`, as the
+/// snapshot's PCI identity launches recorded it: the type was left out of the shared
+/// launch at that placement with QEMU's error text, and no launch of the type alone there
+/// (key `<placement>:<type>`, or `<placement>:<type>@<machine>` on another machine)
+/// started. Launches on a machine of another family say nothing about this one (q35's
+/// `pcie.0` refuses what pc's `pci.0` takes).
+fn recorded_refusal<'c>(
+    caps: &'c Snapshot,
+    family: Family,
+    ty: &str,
+    placement: Placement,
+) -> Option<&'c str> {
+    let arch = caps.probe.arch.as_str();
+    let family_of = |argv: &[String]| {
+        let m = argv
+            .iter()
+            .position(|a| a == "-machine")
+            .and_then(|p| argv.get(p + 1))?;
+        let name = m.split(',').next().unwrap_or_default();
+        let name = caps.resolve_machine(Some(name)).unwrap_or(name);
+        Some(Family::of(name, arch))
+    };
+    let key = placement.as_str();
+    let mut refusal = None;
+    for (k, probe) in &caps.raw.pci_identity {
+        if family_of(&probe.argv) != Some(family) {
+            continue;
+        }
+        if k == key {
+            if let Some(msg) = probe.rejected.get(ty) {
+                refusal = Some(msg.as_str());
+            }
+        } else if let Some(rest) = k.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+            let solo = rest.split('@').next().unwrap_or_default();
+            if solo == ty && probe.outcome == LaunchOutcome::Started {
+                return None;
+            }
+        }
+    }
+    refusal
 }
 
 /// A node name QEMU accepts: letters, digits, `-`, `_`, `.`, at most 31 bytes, starting with

@@ -119,14 +119,19 @@ fn test_argv_is_byte_identical_for_the_same_input() {
 
 #[test]
 fn test_option_values_are_escaped() {
-    let n = "    <interface type='user'>\n      <model type='e1000'/>\n      <alias name='ua-a,b'/>\n    </interface>\n";
-    let p = ok(&bare(X86, "pc", n), latest(X86));
+    let d = "    <disk type='file' device='disk'>\n      <target dev='vda' bus='virtio'/>\n      <serial>a,b</serial>\n    </disk>\n";
+    let p = ok(&bare(X86, "pc", d), latest(X86));
     assert!(
-        p.argv.iter().any(|a| a.contains("id=ua-a,,b,")),
+        p.argv.iter().any(|a| a.contains("serial=a,,b,")),
         "{}",
         p.argv_text()
     );
-    assert!(p.devices.contains_key("ua-a,b"));
+    // A user alias with a comma is not an id libvirt keeps (only 'ua-' plus letters,
+    // digits, '_' and '-'): the device keeps its own alias.
+    let n = "    <interface type='user'>\n      <model type='e1000'/>\n      <alias name='ua-a,b'/>\n    </interface>\n";
+    let p = ok(&bare(X86, "pc", n), latest(X86));
+    assert!(p.devices.contains_key("net0"));
+    assert!(!p.argv_text().contains("ua-a"), "{}", p.argv_text());
 }
 
 #[test]

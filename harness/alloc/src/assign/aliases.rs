@@ -80,10 +80,13 @@ impl Work<'_> {
                 }
             };
             d.alias = match &d.device.user_alias {
-                Some(ua) if ua.starts_with("ua-") => ua.clone(),
+                Some(ua) if is_user_alias(ua) => ua.clone(),
                 _ => alias,
             };
-            if !seen.insert(d.alias.clone()) && d.device.user_alias.is_some() {
+            if !seen.insert(d.alias.clone())
+                && d.device.user_alias.as_deref() == Some(d.alias.as_str())
+            {
+                // virDomainDefValidateAliases.
                 return Err(
                     dev_err(d, format!("non unique alias detected: {}", d.alias))
                         .element("alias")
@@ -93,14 +96,41 @@ impl Work<'_> {
         }
         for d in &self.devs {
             if let Some(ua) = &d.device.user_alias
-                && !ua.starts_with("ua-")
+                && !is_user_alias(ua)
             {
                 self.warnings.push(format!(
-                    "{}: user alias '{ua}' ignored: user aliases must start with 'ua-'",
+                    "{}: user alias '{ua}' ignored, as libvirt ignores it: a user alias is 'ua-' followed by letters, digits, '_' and '-'",
                     d.alias
                 ));
             }
         }
         Ok(())
     }
+}
+
+impl Work<'_> {
+    /// Every device's alias is its QEMU id, so no two may share one. Two devices libvirt
+    /// names alike (disk targets 'vda' and 'vda1' both number 0) pass libvirt's checks and
+    /// QEMU refuses the second id with this text. Runs after the machine-fit step, which
+    /// refuses some of those pairs with a better reason (an IDE controller on q35 next to
+    /// the built-in SATA controller libvirt also calls 'ide').
+    pub(super) fn check_ids(&self) -> Result<(), Error> {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for d in &self.devs {
+            if !seen.insert(d.alias.as_str()) {
+                return Err(dev_err(d, format!("Duplicate ID '{}' for device", d.alias)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether libvirt keeps a user alias when it defines a domain (domain_conf.c,
+/// virDomainDeviceInfoParseXML): the `ua-` prefix, then only ASCII letters, digits, `_`
+/// and `-` (USER_ALIAS_CHARS). Any other alias is dropped and the device gets its own.
+fn is_user_alias(ua: &str) -> bool {
+    ua.starts_with("ua-")
+        && ua
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

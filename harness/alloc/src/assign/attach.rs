@@ -93,7 +93,42 @@ impl Work<'_> {
                     }
                     Attach::Ccw
                 }
-                Address::Drive(_) | Address::Other(_) => Attach::Other,
+                Address::Drive(_) | Address::Other(_) => {
+                    let ty = d.device.address.type_name();
+                    if ty == "virtio-s390" {
+                        // qemuValidateDomainDeviceDefAddress.
+                        return Err(
+                            dev_err(d, "'virtio-s390' addresses are no longer supported")
+                                .element("address")
+                                .attr("type", ty.to_string()),
+                        );
+                    }
+                    if ty == "virtio-mmio" && pci_flags.is_some() {
+                        // libvirt builds the virtio-*-device form on the machine's MMIO
+                        // transports; a plan only places PCI and CCW devices.
+                        return Err(dev_err(
+                            d,
+                            "virtio-mmio addresses are not modelled: give the device <address type='pci'/> or no address",
+                        )
+                        .element("address")
+                        .attr("type", ty.to_string()));
+                    }
+                    if let Some(what) = classify::pci_device_name(kind, pci_flags.is_some()) {
+                        // libvirt keeps such an address and builds the device with it:
+                        // QEMU either refuses the options it turns into (iobase=, a USB
+                        // or virtio-serial bus=) or, for a drive address, places the
+                        // device itself, on a slot the plan may have given to another.
+                        return Err(dev_err(
+                            d,
+                            format!(
+                                "{what} is a PCI device and cannot have an address of type '{ty}': give it <address type='pci'/> or no address"
+                            ),
+                        )
+                        .element("address")
+                        .attr("type", ty.to_string()));
+                    }
+                    Attach::Other
+                }
                 Address::Absent | Address::None => {
                     if is_vfio_ccw && !s390 {
                         return Err(dev_err(

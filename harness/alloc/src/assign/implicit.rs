@@ -3,7 +3,7 @@
 
 use qconform_domxml::{Address, Device, DeviceKind, Domain};
 
-use super::{MAX_CONTROLLER_INDEX, Work};
+use super::{MAX_CONTROLLER_INDEX, Work, dev_err};
 use crate::machine::{self};
 use crate::{Attach, Dev, Error, Origin};
 
@@ -67,17 +67,49 @@ impl Work<'_> {
                 }
             }
         }
-        // virtio-serial for virtio consoles and channels.
-        let needs_vserial = self.devs.iter().any(|d| {
-            matches!(&d.device.kind, DeviceKind::Chr(c)
-                if (c.element == "channel" || c.element == "console")
-                    && c.target_type.as_deref() == Some("virtio"))
-        });
-        if needs_vserial && !self.has_ctrl("virtio-serial", 0) {
-            self.push(
-                machine::controller("virtio-serial", 0, None),
-                Origin::Implicit,
-            );
+        // virtio-serial for virtio consoles and channels: the controller their
+        // virtio-serial address names, 0 without one (virDomainDefMaybeAddVirtioSerialController).
+        let mut vserial: Vec<u32> = self
+            .devs
+            .iter()
+            .filter(|d| {
+                matches!(&d.device.kind, DeviceKind::Chr(c)
+                    if (c.element == "channel" || c.element == "console")
+                        && c.target_type.as_deref() == Some("virtio"))
+            })
+            .map(|d| d.device.virtio_serial.map_or(0, |a| a.controller))
+            .collect();
+        vserial.sort_unstable();
+        vserial.dedup();
+        for idx in vserial {
+            if idx > MAX_CONTROLLER_INDEX {
+                return Err(Error::new(format!(
+                    "virtio-serial controller {idx} is out of range"
+                )));
+            }
+            if !self.has_ctrl("virtio-serial", idx) {
+                self.push(
+                    machine::controller("virtio-serial", idx, None),
+                    Origin::Implicit,
+                );
+            }
+        }
+        // Any other device with a virtio-serial address needs that controller too:
+        // libvirt looks it up when it builds the command line (virDomainControllerAliasFind).
+        for d in &self.devs {
+            if let Some(a) = d.device.virtio_serial
+                && !self.has_ctrl("virtio-serial", a.controller)
+            {
+                return Err(dev_err(
+                    d,
+                    format!(
+                        "Could not find virtio-serial controller with index {} required for device",
+                        a.controller
+                    ),
+                )
+                .element("address")
+                .attr("controller", a.controller.to_string()));
+            }
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //!
 //! 1. [`resolve`]: the machine type and the architecture;
 //! 2. [`normalise`]: controller indexes, the root controller, default models, disk buses
-//!    and drive addresses;
+//!    and drive addresses, with libvirt's parse-time and define-time checks of
+//!    [`validate`] around it;
 //! 3. [`implicit`]: libvirt's implicit devices and the controllers devices imply;
 //! 4. [`attach`]: how each device attaches (PCI, CCW, unassigned, other);
 //! 5. [`aliases`]: libvirt's aliases;
@@ -32,15 +33,19 @@ mod implicit;
 mod normalise;
 mod place;
 mod resolve;
+mod validate;
 
 pub(crate) fn run(dom: &Domain, caps: &Snapshot) -> Result<Allocation, Error> {
     let mut w = Work::new(dom, caps)?;
+    w.check_parse(dom)?;
     w.normalise(dom)?;
+    w.check_define()?;
     w.add_implicit(dom)?;
     w.attach()?;
     w.aliases()?;
     w.warn_undescribed_hosts();
     w.check_fit()?;
+    w.check_ids()?;
     w.assign_pci()?;
     w.assign_zpci()?;
     w.assign_ccw()?;

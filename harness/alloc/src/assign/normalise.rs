@@ -116,6 +116,18 @@ impl Work<'_> {
                     )
                     .attr("index", idx.to_string()));
                 }
+                Some(m)
+                    if m.is_root()
+                        && !matches!(d.device.address, Address::Absent | Address::None) =>
+                {
+                    // virDomainControllerDefValidate.
+                    return Err(dev_err(
+                        d,
+                        "pci-root and pcie-root controllers should not have an address",
+                    )
+                    .element("address")
+                    .attr("type", d.device.address.type_name().to_string()));
+                }
                 _ => {}
             }
             if idx == 0 {
@@ -186,6 +198,19 @@ impl Work<'_> {
                     _ => {}
                 },
                 DeviceKind::Disk(k) => {
+                    // virDomainDiskDefAssignAddress (post-parse): a disk without an
+                    // address needs a target name libvirt can number.
+                    let idx = names::disk_index(&k.dev);
+                    if idx.is_none() && matches!(d.device.address, Address::Absent | Address::None)
+                    {
+                        return Err(Error::new(format!(
+                            "Unknown disk name '{}' and no address specified",
+                            k.dev
+                        ))
+                        .element("target")
+                        .attr("dev", k.dev.clone())
+                        .at(d.device.pos));
+                    }
                     if k.bus.is_none() {
                         let b = if k.device == "floppy" {
                             Some("fdc")
@@ -204,35 +229,31 @@ impl Work<'_> {
                         k.bus = Some(b.to_string());
                     }
                     let bus = k.bus.clone().unwrap_or_default();
-                    match (&d.device.address, bus.as_str()) {
-                        (Address::Absent | Address::None, "ide" | "sata" | "scsi" | "fdc") => {
-                            let idx = names::disk_index(&k.dev).ok_or_else(|| {
-                                Error::new(format!(
-                                    "cannot derive a drive address from disk target '{}'",
-                                    k.dev
-                                ))
-                                .element("target")
-                                .attr("dev", k.dev.clone())
-                                .at(d.device.pos)
-                            })?;
-                            if let Some(da) = names::drive_address(&bus, idx) {
-                                d.device.address = Address::Drive(da);
-                            }
-                        }
-                        (
-                            Address::Pci(_) | Address::Ccw(_) | Address::Absent | Address::None,
-                            "virtio",
-                        ) => {}
-                        (a, "virtio") => {
-                            return Err(Error::new(format!(
-                                "virtio disk cannot have an address of type '{}'",
-                                a.type_name()
-                            ))
-                            .element("address")
-                            .attr("type", a.type_name().to_string())
-                            .at(d.device.pos));
-                        }
-                        _ => {}
+                    // virDomainDiskAddressDiskBusCompatibility (domain_validate.c): drive
+                    // buses take drive addresses, usb disks usb ones, virtio disks PCI,
+                    // CCW, virtio-s390 or virtio-mmio ones.
+                    let ty = d.device.address.type_name();
+                    let compatible = match bus.as_str() {
+                        _ if matches!(d.device.address, Address::Absent | Address::None) => true,
+                        "ide" | "fdc" | "scsi" | "sata" => ty == "drive",
+                        "usb" => ty == "usb",
+                        "virtio" => matches!(ty, "pci" | "ccw" | "virtio-s390" | "virtio-mmio"),
+                        _ => true,
+                    };
+                    if !compatible {
+                        return Err(Error::new(format!(
+                            "Invalid address type '{ty}' for the disk '{}' with the bus type '{bus}'",
+                            k.dev
+                        ))
+                        .element("address")
+                        .attr("type", ty.to_string())
+                        .at(d.device.pos));
+                    }
+                    if let (Address::Absent | Address::None, "ide" | "sata" | "scsi" | "fdc") =
+                        (&d.device.address, bus.as_str())
+                        && let Some(da) = idx.and_then(|idx| names::drive_address(&bus, idx))
+                    {
+                        d.device.address = Address::Drive(da);
                     }
                 }
                 DeviceKind::Interface(i) if i.itype != "hostdev" && i.model.is_none() => {

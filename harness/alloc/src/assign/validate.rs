@@ -1,0 +1,196 @@
+//! libvirt's define-time checks that are not about placement (domain_conf.c parsing,
+//! domain_postparse.c, domain_validate.c), and the two it leaves to QEMU at start that
+//! would make QEMU refuse or misplace a device.
+//!
+//! Each rule is restated from libvirt's source with its message:
+//!
+//! * `<mac address>` must be six `:`-separated hex octets of one or two digits
+//!   (virMacAddrParse), else "unable to parse mac address '…'"; a multicast address (low
+//!   bit of the first octet set) is refused with "expected unicast mac address, found
+//!   multicast '…'" (virDomainNetDefParseXML).
+//! * At most one `<memballoon>` ("only a single memory balloon device is supported",
+//!   virDomainDefParseXML).
+//! * `<rng model>` is `virtio`, `virtio-transitional` or `virtio-non-transitional`
+//!   ("unknown RNG model '…'", virDomainRNGDefParseXML).
+//! * A `<boot order>` value is used once ("boot order '1' used for more than one device",
+//!   virDomainDefCollectBootOrder in domain_postparse.c).
+//! * Two disks never share a `<target dev>` ("target 'vda' duplicated for disk sources
+//!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
+//!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
+//!   bus='0' target='0' unit='0'", virDomainDefDuplicateDriveAddressesValidate).
+
+use std::collections::BTreeMap;
+
+use qconform_domxml::{Address, DeviceKind, Domain};
+
+use super::{Work, dev_err};
+use crate::Error;
+
+/// libvirt's virMacAddrParse: six octets of one or two hex digits separated by `:`;
+/// whitespace (or nothing) after the last one.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = text.split(':');
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut p = parts.next()?;
+        if i == 5 {
+            p = p.trim_end_matches(|c: char| c.is_ascii_whitespace() || c.is_ascii_control());
+        }
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl Work<'_> {
+    /// Checks libvirt makes while parsing the document.
+    pub(super) fn check_parse(&self, dom: &Domain) -> Result<(), Error> {
+        let mut balloons = 0;
+        for d in &dom.devices {
+            match &d.kind {
+                DeviceKind::Interface(n) => {
+                    if let Some(mac) = &n.mac {
+                        let e = || {
+                            Error::new(String::new())
+                                .element("mac")
+                                .attr("address", mac.clone())
+                                .at(d.pos)
+                        };
+                        let Some(octets) = parse_mac(mac) else {
+                            return Err(Error {
+                                message: format!("unable to parse mac address '{mac}'"),
+                                ..e()
+                            });
+                        };
+                        if octets[0] & 1 == 1 {
+                            return Err(Error {
+                                message: format!(
+                                    "expected unicast mac address, found multicast '{mac}'"
+                                ),
+                                ..e()
+                            });
+                        }
+                    }
+                }
+                DeviceKind::Memballoon(_) => {
+                    balloons += 1;
+                    if balloons > 1 {
+                        return Err(
+                            Error::new("only a single memory balloon device is supported")
+                                .element("memballoon")
+                                .at(d.pos),
+                        );
+                    }
+                }
+                DeviceKind::Rng(m) => match m.model.as_deref() {
+                    None
+                    | Some("virtio")
+                    | Some("virtio-transitional")
+                    | Some("virtio-non-transitional") => {}
+                    Some(other) => {
+                        return Err(Error::new(format!("unknown RNG model '{other}'"))
+                            .element("rng")
+                            .attr("model", other)
+                            .at(d.pos));
+                    }
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks libvirt makes after filling in defaults (post-parse and validation): boot
+    /// orders, disk targets and drive addresses.
+    pub(super) fn check_define(&self) -> Result<(), Error> {
+        let mut boot: BTreeMap<u32, usize> = BTreeMap::new();
+        for (i, d) in self.devs.iter().enumerate() {
+            if let Some(o) = d.device.boot_order
+                && boot.insert(o, i).is_some()
+            {
+                return Err(
+                    dev_err(d, format!("boot order '{o}' used for more than one device"))
+                        .element("boot")
+                        .attr("order", o.to_string()),
+                );
+            }
+        }
+        let disks: Vec<_> = self
+            .devs
+            .iter()
+            .filter_map(|d| match &d.device.kind {
+                DeviceKind::Disk(k) => Some((d, k)),
+                _ => None,
+            })
+            .collect();
+        for (n, (da, a)) in disks.iter().enumerate() {
+            for (_, b) in &disks[n + 1..] {
+                if a.dev == b.dev {
+                    let src = |s: &Option<String>| s.clone().unwrap_or_else(|| "<null>".into());
+                    return Err(dev_err(
+                        da,
+                        format!(
+                            "target '{}' duplicated for disk sources '{}' and '{}'",
+                            a.dev,
+                            src(&a.source),
+                            src(&b.source)
+                        ),
+                    )
+                    .element("target")
+                    .attr("dev", a.dev.clone()));
+                }
+            }
+        }
+        for (n, (da, a)) in disks.iter().enumerate() {
+            let Address::Drive(x) = &da.device.address else {
+                continue;
+            };
+            for (db, b) in &disks[n + 1..] {
+                if a.bus == b.bus && db.device.address == da.device.address {
+                    return Err(dev_err(
+                        da,
+                        format!(
+                            "Found duplicate drive address for disk with target name '{}' controller='{}' bus='{}' target='{}' unit='{}'",
+                            a.dev, x.controller, x.bus, x.target, x.unit
+                        ),
+                    )
+                    .element("target")
+                    .attr("dev", a.dev.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mac;
+
+    #[test]
+    fn mac_syntax_is_libvirts() {
+        assert_eq!(
+            parse_mac("52:54:00:00:00:01"),
+            Some([0x52, 0x54, 0, 0, 0, 1])
+        );
+        assert_eq!(parse_mac("2:4:0:0:0:a"), Some([2, 4, 0, 0, 0, 0xa]));
+        assert_eq!(
+            parse_mac("52:54:00:00:00:01 "),
+            Some([0x52, 0x54, 0, 0, 0, 1])
+        );
+        for bad in [
+            "",
+            "52:54:00:00:00",
+            "52:54:00:00:00:01:02",
+            "52-54-00-00-00-01",
+            "52:54:00:00:00:001",
+            "52:54:00:00:00:zz",
+            "+2:54:00:00:00:01",
+            "52::00:00:00:01",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
+}
