@@ -1,8 +1,9 @@
 //! The conformance matrix as one self-contained HTML page: rows are cases, columns are
 //! QEMU version/arch, each cell shows one badge per stage (P = plan, L = live, G = guest)
 //! and links to a detail section with the argv, the diff or message and QEMU's stderr.
-//! The caps diffs of adjacent versions follow on the same page. No external assets and
-//! no script.
+//! The caps diffs of adjacent versions follow on the same page, and, when the run replayed
+//! it, the libvirt-suite parity (libvirt's own test domains). No external assets and no
+//! script.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +14,7 @@ use crate::diff_render::{diff_anchor, html_fragment};
 use crate::page::{AnchorSet, diff_block, document};
 use crate::results::{Merged, Outcome, Stage, TrialRecord, version_key};
 use crate::shell::shell_join;
+use crate::suite::{SuiteClass, SuiteSection, SuiteSummary};
 
 /// Information about the run shown at the top of the page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct PageMeta {
     pub generated: Option<String>,
     /// Where the records came from (file names), for merged reports.
     pub sources: Vec<String>,
+    /// The libvirt-suite tier's result, when the run replayed it (or why it did not).
+    pub libvirt_suite: Option<SuiteSection>,
 }
 
 /// A column of the matrix: one QEMU version on one architecture.
@@ -157,6 +161,7 @@ const FIXED_IDS: &[&str] = &[
     "conflicts",
     "details",
     "capsdiff",
+    "libvirt-suite",
 ];
 
 const STAGES: [Stage; 3] = [Stage::Plan, Stage::Live, Stage::Guest];
@@ -260,6 +265,9 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                     a href="#failures" { "Failures (" (failures.len()) ")" } " · "
                     @if !merged.conflicts.is_empty() {
                         a href="#conflicts" { "Conflicts (" (merged.conflicts.len()) ")" } " · "
+                    }
+                    @if meta.libvirt_suite.is_some() {
+                        a href="#libvirt-suite" { "libvirt suite" } " · "
                     }
                     a href="#details" { "Details" } " · "
                     a href="#capsdiff" { "Caps diffs (" (diffs.len()) ")" }
@@ -371,6 +379,7 @@ pub fn report_page(merged: &Merged, diffs: &[CapsDiff], meta: &PageMeta) -> Stri
                         }
                     }
                 }
+                @if let Some(section) = &meta.libvirt_suite { (suite_section(section)) }
                 h2 id="details" { "Details" }
                 @for (ri, case) in m.rows.iter().enumerate() {
                     @for (ci, col) in m.columns.iter().enumerate() {
@@ -420,5 +429,162 @@ fn trial_block(r: &TrialRecord, id: &str) -> Markup {
                 details open[open] { summary { "QEMU stderr (tail)" } pre { (t) } }
             }
         }
+    }
+}
+
+/// Badge class of a libvirt-suite case: agree ok, a listed exception xfail, an unlisted
+/// difference failed, not comparable ignored.
+fn suite_badge(class: SuiteClass, listed: bool) -> &'static str {
+    match class {
+        SuiteClass::Agree => "ok",
+        SuiteClass::NotComparable => "ignored",
+        _ if listed => "xfail",
+        _ => "failed",
+    }
+}
+
+/// The libvirt-suite section: the parity counts, what breaks the baseline, and every case
+/// that does not agree (the not-comparable ones folded).
+fn suite_section(section: &SuiteSection) -> Markup {
+    html! {
+        h2 id="libvirt-suite" { "libvirt test suite parity" }
+        @match section {
+            SuiteSection::NotRun(why) => p { "Not run: " (why) },
+            SuiteSection::Ran(s) => (suite_body(s)),
+        }
+    }
+}
+
+fn suite_body(s: &SuiteSummary) -> Markup {
+    let p = &s.parity;
+    let differing: Vec<_> = s
+        .cases
+        .iter()
+        .filter(|c| c.class.comparable() && c.class != SuiteClass::Agree)
+        .collect();
+    let not_comparable: Vec<_> = s.cases.iter().filter(|c| !c.class.comparable()).collect();
+    html! {
+        p.legend {
+            "libvirt's own test domains (" code { (s.source) } ") planned on the snapshots and compared with the argv or refusal libvirt expects: acceptance, and per device the PCI bus/slot/function, zPCI uid/fid and CCW devno. "
+            "Selection: " (s.selection) "."
+        }
+        table.summary {
+            thead { tr {
+                th { "agree / comparable" } th { "refused by us only" } th { "accepted by us only" }
+                th { "disagree" } th { "not comparable" } th { "devices equal" } th { "listed exceptions" } th { "baseline agree" }
+            } }
+            tbody { tr {
+                td { (p.agree) " / " (p.comparable) } td { (p.refused_by_us_only) } td { (p.accepted_by_us_only) }
+                td { (p.disagree) } td { (p.not_comparable) } td { (p.devices_equal) } td { (p.listed_exceptions) } td { (s.baseline_agree) }
+            } }
+        }
+        @if s.problems.is_empty() {
+            p { "No regression against the committed baseline." }
+        } @else {
+            p { b { (s.problems.len()) " regression(s) against the committed baseline:" } }
+            ul.failures { @for pr in &s.problems { li { (pr) } } }
+        }
+        @for n in &s.notes { p { "Note: " (n) } }
+        @if !differing.is_empty() {
+            h3 { "Cases that do not agree (" (differing.len()) ")" }
+            ul.failures {
+                @for c in &differing {
+                    li {
+                        span class={ "b " (suite_badge(c.class, c.exception.is_some())) } { (c.class.as_str()) } " "
+                        (c.id) " on " (c.snapshot.as_deref().unwrap_or("-"))
+                        @if let Some(d) = &c.detail { " — " (d) }
+                        @for d in &c.diffs {
+                            br; "\u{a0}\u{a0}" (d.device) ": libvirt " (d.libvirt.as_deref().unwrap_or("(not placed)"))
+                            ", qconform " (d.ours.as_deref().unwrap_or("(not placed)"))
+                        }
+                        @if let Some(e) = &c.exception { br; "\u{a0}\u{a0}listed: " (e) }
+                    }
+                }
+            }
+        }
+        @if !not_comparable.is_empty() {
+            details {
+                summary { "Not comparable (" (not_comparable.len()) ")" }
+                ul.failures {
+                    @for c in &not_comparable {
+                        li { (c.id) " — " (c.detail.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::merge;
+    use crate::suite::{DeviceDiff, Parity, SuiteCaseResult};
+
+    fn case(id: &str, class: SuiteClass, exception: Option<&str>) -> SuiteCaseResult {
+        SuiteCaseResult {
+            id: id.into(),
+            arch: "x86_64".into(),
+            expected: "args".into(),
+            snapshot: Some("11.1.3/x86_64".into()),
+            class,
+            selected_by: "name (pci)".into(),
+            detail: None,
+            devices_equal: 1,
+            diffs: if class == SuiteClass::Disagree {
+                vec![DeviceDiff {
+                    device: "video0".into(),
+                    libvirt: Some("pci 00:02.0".into()),
+                    ours: None,
+                }]
+            } else {
+                Vec::new()
+            },
+            exception: exception.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_libvirt_suite_section_shows_parity_differences_and_exceptions() {
+        let cases = vec![
+            case("a.x86_64-latest", SuiteClass::Agree, None),
+            case(
+                "b.x86_64-latest",
+                SuiteClass::Disagree,
+                Some("class 1: no default video"),
+            ),
+            case("c.ppc-latest", SuiteClass::NotComparable, None),
+        ];
+        let summary = SuiteSummary {
+            source: "libvirt 11.3.0-2~bpo12+1 libvirt_11.3.0.orig.tar.xz sha256:00".into(),
+            selection: "names".into(),
+            parity: Parity::of(&cases),
+            baseline_agree: 1,
+            cases,
+            problems: vec!["stale exception x".into()],
+            notes: Vec::new(),
+        };
+        let meta = PageMeta {
+            libvirt_suite: Some(SuiteSection::Ran(Box::new(summary))),
+            ..PageMeta::default()
+        };
+        let page = report_page(&merge(Vec::new()), &[], &meta);
+        assert!(page.contains(r##"<a href="#libvirt-suite">"##), "nav link");
+        assert!(page.contains(r#"<h2 id="libvirt-suite">"#));
+        assert!(page.contains("<td>1 / 2</td>"), "agree / comparable");
+        assert!(page.contains("class 1: no default video"));
+        assert!(page.contains("video0: libvirt pci 00:02.0, qconform (not placed)"));
+        assert!(page.contains("stale exception x"));
+        assert!(page.contains(r#"<span class="b xfail">disagree</span>"#));
+        assert!(page.contains("Not comparable (1)"));
+
+        let meta = PageMeta {
+            libvirt_suite: Some(SuiteSection::NotRun("data not installed".into())),
+            ..PageMeta::default()
+        };
+        let page = report_page(&merge(Vec::new()), &[], &meta);
+        assert!(page.contains("Not run: data not installed"));
+        let page = report_page(&merge(Vec::new()), &[], &PageMeta::default());
+        assert!(!page.contains("libvirt-suite"));
     }
 }

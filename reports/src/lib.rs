@@ -9,6 +9,8 @@
 //! * [`page`]: what every HTML page shares (CSS, skeleton, anchors, diff blocks), used by
 //!   [`html`] and [`diff_render`];
 //! * [`shell`]: shell quoting of an argv for display;
+//! * [`suite`]: the libvirt-suite tier's parity data (produced by the runner, shown in the
+//!   report);
 //! * [`render`]: the run directory ([`render::write_run`]);
 //! * [`load`]: reading records, snapshots and text inputs from disk;
 //! * [`output`]: writing an output file to a user's path without destroying what it is.
@@ -26,3 +28,4 @@ pub mod page;
 pub mod render;
 pub mod results;
 pub mod shell;
+pub mod suite;

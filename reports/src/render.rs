@@ -1,5 +1,6 @@
 //! A run directory: `results/run-<UTC timestamp>-<short id>/` holding `results.jsonl`,
-//! `junit.xml`, `report.html` and `caps-diff.json`, written atomically (built in a hidden
+//! `junit.xml`, `report.html`, `caps-diff.json` and, when the run replayed libvirt's test
+//! suite, `libvirt-suite.json`, written atomically (built in a hidden
 //! temporary directory, then renamed into place), and a `latest` symbolic link to it that
 //! is replaced atomically (a new link under a temporary name, then renamed over the old).
 
@@ -15,6 +16,7 @@ use crate::diff_render;
 use crate::html::{PageMeta, report_page};
 use crate::junit::{JunitError, junit};
 use crate::results::{Merged, TrialRecord, merge, to_json_lines};
+use crate::suite::SuiteSection;
 
 /// File names inside a run directory.
 pub const RESULTS_JSONL: &str = "results.jsonl";
@@ -24,6 +26,8 @@ pub const JUNIT_XML: &str = "junit.xml";
 pub const REPORT_HTML: &str = "report.html";
 /// Caps diff JSON file name.
 pub const CAPS_DIFF_JSON: &str = "caps-diff.json";
+/// libvirt-suite parity JSON file name (see [`crate::suite::SuiteSummary`]).
+pub const LIBVIRT_SUITE_JSON: &str = "libvirt-suite.json";
 /// Name of the link to the newest run.
 pub const LATEST: &str = "latest";
 
@@ -63,6 +67,8 @@ pub struct RunFiles {
     pub report_html: String,
     /// `caps-diff.json`.
     pub caps_diff_json: String,
+    /// `libvirt-suite.json`, when the page's meta carries the tier's result.
+    pub libvirt_suite_json: Option<String>,
 }
 
 /// Merges records and renders every file of a run. Caps diffs are those of adjacent
@@ -79,6 +85,7 @@ pub fn render_run(
     let name = meta.run_id.as_deref().unwrap_or("qconform");
     let junit_xml = junit(&merged.records, name)?;
     Ok(RunFiles {
+        libvirt_suite_json: meta.libvirt_suite.as_ref().map(SuiteSection::to_json),
         results_jsonl: to_json_lines(&merged.records),
         junit_xml,
         report_html,
@@ -166,6 +173,18 @@ pub fn write_run_with(
     snapshots: &[Snapshot],
     sources: Vec<String>,
 ) -> Result<PathBuf, RenderError> {
+    write_run_full(out_root, records, snapshots, sources, None)
+}
+
+/// [`write_run_with`], with the libvirt-suite tier's result (a section of the page and
+/// `libvirt-suite.json`).
+pub fn write_run_full(
+    out_root: &Path,
+    records: &[TrialRecord],
+    snapshots: &[Snapshot],
+    sources: Vec<String>,
+    libvirt_suite: Option<SuiteSection>,
+) -> Result<PathBuf, RenderError> {
     fs::create_dir_all(out_root).map_err(io(out_root))?;
     let now = SystemTime::now();
     let id = short_id();
@@ -175,6 +194,7 @@ pub fn write_run_with(
         run_id: Some(run_name.clone()),
         generated: Some(readable_utc(now)),
         sources,
+        libvirt_suite,
     };
     let files = render_run(records, snapshots, &meta)?;
 
@@ -185,6 +205,9 @@ pub fn write_run_with(
         write_file(&tmp, JUNIT_XML, &files.junit_xml)?;
         write_file(&tmp, REPORT_HTML, &files.report_html)?;
         write_file(&tmp, CAPS_DIFF_JSON, &files.caps_diff_json)?;
+        if let Some(j) = &files.libvirt_suite_json {
+            write_file(&tmp, LIBVIRT_SUITE_JSON, j)?;
+        }
         Ok(())
     })();
     if let Err(e) = result {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (QEMU matrix, guest kernels, Chromium for the
-# HTML check) when missing, checks formatting and lints (`cargo fmt --check`, then clippy with
-# warnings as errors; either failing stops the run before any test), then runs the whole
-# workspace's tests: unit tests, the offline replay of every case against every snapshot, the
-# live tier against the installed matrix, and a bounded guest-boot subset.
+# HTML check, libvirt's test data for the libvirt-suite tier) when missing, checks formatting
+# and lints (`cargo fmt --check`, then clippy with warnings as errors; either failing stops the
+# run before any test), then runs the whole workspace's tests: unit tests, the offline replay
+# of every case against every snapshot, the live tier against the installed matrix, a bounded
+# guest-boot subset, and the libvirt-suite parity line (libvirt's own test domains replayed).
 #
 # Usage: runners/scripts/test.sh [extra cargo test args...]
 #        (`--no-run` builds the tests without running them: a quick check of the lint step)
@@ -30,6 +31,8 @@ if [ "${QCONFORM_SKIP_INSTALL:-0}" != 1 ]; then
     else
         log "not root: skipping installs; tests that need missing parts are ignored with a reason"
     fi
+    log "installing libvirt's test data for the libvirt-suite tier (idempotent, no root needed)"
+    "$here/install-libvirt-tests.sh" install
 fi
 
 log "cargo fmt --all --check"

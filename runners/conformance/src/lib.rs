@@ -11,6 +11,9 @@
 //! * **guest** ([`gueststage`]): a Debian kernel booted with the argv, compared with what
 //!   the guest kernel enumerated.
 //!
+//! A second corpus, libvirt's own test domains with the argv libvirt expects, is replayed
+//! by [`libvirt_suite`] and summarised as a parity line.
+//!
 //! Capability gating ([`gate`]) marks trials that do not apply as ignored with the
 //! reason; `[[xfail]]` entries are checked both ways ([`trials::apply_xfail`]). Every
 //! trial ends in a [`qconform_reports::results::TrialRecord`], collected by
@@ -25,6 +28,7 @@ pub mod config;
 pub mod gate;
 pub mod golden;
 pub mod gueststage;
+pub mod libvirt_suite;
 pub mod livestage;
 pub mod outcome;
 pub mod planstage;

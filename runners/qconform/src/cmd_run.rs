@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qconform_conformance::binaries::BinaryIndex;
 use qconform_conformance::config::{Config, GuestSelection, Tiers, default_guest_root};
+use qconform_conformance::libvirt_suite;
 use qconform_conformance::rig::Rig;
 use qconform_conformance::trials::Counts;
 use qconform_conformance::{TrialSpec, build_trials, load_corpus, load_snapshots};
@@ -24,6 +25,7 @@ use qconform_qemu::matrix;
 use qconform_qemu::probe::{ProbeConfig, ProbeTarget, probe_binary};
 use qconform_reports::render::{self, REPORT_HTML};
 use qconform_reports::results::{Event, Stage, TrialRecord};
+use qconform_reports::suite::SuiteSection;
 
 use crate::stdout;
 use crate::{EXIT_FAILED, EXIT_RIG, EXIT_USAGE};
@@ -71,7 +73,8 @@ pub struct Args {
     /// text; repeatable (any match).
     #[arg(long)]
     pub filter: Vec<String>,
-    /// Install the QEMU matrix and guest assets first (runners/scripts/install-*.sh).
+    /// Install the QEMU matrix, guest assets and libvirt's test data first
+    /// (runners/scripts/install-*.sh).
     #[arg(long)]
     pub install: bool,
     /// Do not probe installed binaries that have no snapshot.
@@ -106,6 +109,11 @@ fn install(matrix_root: Option<&Path>, guest_root: Option<&Path>) -> anyhow::Res
     for (script, env_name, root) in [
         ("install-matrix.sh", "QCONFORM_MATRIX_ROOT", matrix_root),
         ("install-guest.sh", "QCONFORM_GUEST_ROOT", guest_root),
+        (
+            "install-libvirt-tests.sh",
+            "QCONFORM_LIBVIRT_TESTS_ROOT",
+            None,
+        ),
     ] {
         let path = dir.join(script);
         eprintln!("qconform run: {} install", path.display());
@@ -461,12 +469,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut report_failed = false;
+    // The libvirt-suite tier: offline, seconds; replayed with the plan tier of a whole run.
+    let suite = (tiers.plan && args.filter.is_empty() && !args.bless).then(|| {
+        libvirt_suite::run_section(None, &snaps, &args.cases).unwrap_or_else(|e| {
+            eprintln!("qconform run: libvirt-suite: {e}");
+            SuiteSection::NotRun(format!("error: {e}"))
+        })
+    });
+
     let report_dir = if records.is_empty() {
         None
     } else {
         let snapshots: Vec<qconform_caps::Snapshot> =
             snaps.snapshots.iter().map(|s| s.snapshot.clone()).collect();
-        match render::write_run_with(&args.out, &records, &snapshots, Vec::new()) {
+        match render::write_run_full(&args.out, &records, &snapshots, Vec::new(), suite.clone()) {
             Ok(d) => Some(d),
             Err(e) => {
                 eprintln!(
@@ -498,11 +514,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         total.ignored,
         started.elapsed().as_secs_f64()
     ));
+    let mut suite_failed = false;
+    match &suite {
+        Some(SuiteSection::Ran(s)) => {
+            text.push_str(&format!("  {}\n", s.parity_line()));
+            for p in &s.problems {
+                text.push_str(&format!("    libvirt-suite regression: {p}\n"));
+            }
+            suite_failed = !s.problems.is_empty();
+        }
+        Some(SuiteSection::NotRun(why)) => {
+            text.push_str(&format!("  libvirt-suite: not run: {why}\n"));
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                rig_broken = true;
+            }
+        }
+        None => {}
+    }
     if let Some(d) = &report_dir {
         text.push_str(&format!("  report {}\n", d.join(REPORT_HTML).display()));
     }
     stdout::print(&text)?;
-    Ok(if total.failed > 0 {
+    Ok(if total.failed > 0 || suite_failed {
         ExitCode::from(EXIT_FAILED)
     } else if report_failed {
         ExitCode::from(EXIT_USAGE)

@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_caps;
 mod cmd_diff;
+mod cmd_libvirt_suite;
 mod cmd_plan;
 mod cmd_probe;
 mod cmd_report;
@@ -63,6 +64,8 @@ enum Command {
     Drift(cmd_diff::DriftArgs),
     /// Render or merge conformance results into JUnit, JSON lines and HTML.
     Report(cmd_report::Args),
+    /// Replay libvirt's own test domains and print the parity with libvirt's argv.
+    LibvirtSuite(cmd_libvirt_suite::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd_diff::run(a),
         Command::Drift(a) => cmd_diff::run_drift(a),
         Command::Report(a) => cmd_report::run(a),
+        Command::LibvirtSuite(a) => cmd_libvirt_suite::run(a),
     };
     match result {
         Ok(code) => code,
