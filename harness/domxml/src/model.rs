@@ -272,6 +272,8 @@ pub struct Controller {
     pub serial: Option<String>,
     /// `ports` attribute (usb, virtio-serial).
     pub ports: Option<u32>,
+    /// `<master startport=...>` (a USB companion controller).
+    pub master_startport: Option<u32>,
 }
 
 /// `<target>` of a PCI controller.

@@ -441,6 +441,10 @@ impl<'a, 'i> Parser<'a, 'i> {
                 .and_then(|s| s.text())
                 .map(|t| t.trim().to_string()),
             ports: self.uint32(d, "ports")?,
+            master_startport: match child(d, "master") {
+                Some(m) => self.uint32(m, "startport")?,
+                None => None,
+            },
             ..Controller::default()
         };
         if let Some(t) = child(d, "target") {

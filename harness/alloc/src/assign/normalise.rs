@@ -65,9 +65,12 @@ impl Work<'_> {
                 .element("address")
                 .attr("controller", a.controller.to_string()));
             }
+            // virDomainDefRejectDuplicateControllers: USB controllers may share an index
+            // (an EHCI master and its UHCI companions).
             if let DeviceKind::Controller(c) = &d.device.kind
                 && let Some(i) = c.index
                 && !used.entry(c.ctype.clone()).or_default().insert(i)
+                && c.ctype != "usb"
             {
                 return Err(dev_err(
                     d,

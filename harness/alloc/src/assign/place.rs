@@ -140,16 +140,18 @@ impl Work<'_> {
                     let (_, oidx) = classify::usb_companion(&o.device.kind)?;
                     (j != i && oidx == idx).then_some(locs[j]).flatten()
                 });
-                let base = match mate {
-                    Some(m) => m,
-                    None => set.next_addr(flags).map_err(|m| dev_err(d, m))?,
+                // qemuDomainAssignDevicePCISlots: a companion joins the slot of the
+                // first USB2 controller of its index that has an address (reserved as
+                // an address from the document), else takes a free slot.
+                let (base, from) = match mate {
+                    Some(m) => (m, From::Config),
+                    None => (set.next_addr(flags).map_err(|m| dev_err(d, m))?, From::Auto),
                 };
                 let loc = Loc {
                     function: func,
                     ..base
                 };
-                set.reserve(loc, flags, From::Auto)
-                    .map_err(|m| dev_err(d, m))?;
+                set.reserve(loc, flags, from).map_err(|m| dev_err(d, m))?;
                 locs[i] = Some(loc);
                 continue;
             }
