@@ -589,6 +589,15 @@ impl<'a, 'i> Parser<'a, 'i> {
             "none" => Ok(Address::None),
             "unassigned" => Ok(Address::Unassigned),
             "pci" => self.pci_address(a).map(Address::Pci),
+            // virCCWDeviceAddressParseXML: no cssid, ssid or devno at all is a CCW
+            // address to be assigned (kept as the bare type); a partial one is an error.
+            "ccw"
+                if ["cssid", "ssid", "devno"]
+                    .iter()
+                    .all(|n| a.attribute(*n).is_none()) =>
+            {
+                Ok(Address::Other("ccw".to_string()))
+            }
             "ccw" => self.ccw_address(a).map(Address::Ccw),
             "drive" => Ok(Address::Drive(DriveAddress {
                 controller: self.uint32(a, "controller")?.unwrap_or(0),
@@ -715,10 +724,6 @@ impl<'a, 'i> Parser<'a, 'i> {
                     devno: d as u32,
                 })
             }
-            (None, None, None) => Err(self.err(
-                a,
-                "Invalid partial specification for virtio ccw address: cssid, ssid and devno are all missing",
-            )),
             _ => {
                 let missing: Vec<&str> = [("cssid", cssid), ("ssid", ssid), ("devno", devno)]
                     .iter()

@@ -73,7 +73,11 @@ impl Work<'_> {
                     self.connect_flags[i] = fl;
                     Attach::Pci
                 }
-                Address::Ccw(_) => {
+                Address::Ccw(_) | Address::Other(_)
+                    if matches!(&d.device.address, Address::Ccw(_))
+                        || d.device.address.type_name() == "ccw" =>
+                {
+                    // A bare `<address type='ccw'/>` asks for a CCW devno (assign_ccw).
                     if !s390 {
                         return Err(dev_err(
                             d,
@@ -93,7 +97,8 @@ impl Work<'_> {
                     }
                     Attach::Ccw
                 }
-                Address::Drive(_) | Address::Other(_) => {
+                // (A CCW address never gets here: the arm above takes every one.)
+                Address::Drive(_) | Address::Other(_) | Address::Ccw(_) => {
                     let ty = d.device.address.type_name();
                     if ty == "virtio-s390" {
                         // qemuValidateDomainDeviceDefAddress.
