@@ -211,9 +211,16 @@ pub fn default_nic_model(family: Family, arch: &str, caps: &Snapshot) -> &'stati
 }
 
 /// libvirt's default video model for a family.
-pub fn default_video_model(family: Family) -> &'static str {
+pub fn default_video_model(family: Family, arch: &str, caps: &Snapshot) -> &'static str {
+    // qemuDomainDefaultVideoDevice (qemu_postparse.c): VGA on ppc64, virtio on ARM,
+    // RISC-V and LoongArch virt and on s390x, else cirrus when the binary has cirrus-vga,
+    // else VGA.
+    if arch.starts_with("ppc64") {
+        return "vga";
+    }
     match family {
         Family::ArmVirt | Family::RiscvVirt | Family::S390 => "virtio",
+        _ if caps.has_type("cirrus-vga") => "cirrus",
         _ => "vga",
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use qconform_domxml::{Address, DeviceKind, Domain};
+use qconform_domxml::{Address, Device, DeviceKind, Domain, Video};
 
 use super::{MAX_CONTROLLER_INDEX, Work, dev_err, loc_of};
 use crate::machine::{self, Family};
@@ -17,6 +17,21 @@ impl Work<'_> {
             self.devs.push(Dev {
                 device: d.clone(),
                 origin: Origin::Document(i),
+                alias: String::new(),
+                attach: Attach::Other,
+            });
+        }
+        // virDomainDefAddImplicitVideo: with <graphics> and no <video>, one video device
+        // of the default model, after the document's devices.
+        if dom.has_graphics
+            && !self
+                .devs
+                .iter()
+                .any(|d| matches!(d.device.kind, DeviceKind::Video(_)))
+        {
+            self.devs.push(Dev {
+                device: Device::new(DeviceKind::Video(Video::default())),
+                origin: Origin::Implicit,
                 alias: String::new(),
                 attach: Attach::Other,
             });
@@ -178,7 +193,7 @@ impl Work<'_> {
         let usb_default = machine::default_usb_model(self.family, self.caps);
         let scsi_default = machine::default_scsi_model(self.family, self.caps);
         let nic_default = machine::default_nic_model(self.family, &self.arch, self.caps);
-        let video_default = machine::default_video_model(self.family);
+        let video_default = machine::default_video_model(self.family, &self.arch, self.caps);
         let family = self.family;
         for d in &mut self.devs {
             match &mut d.device.kind {
