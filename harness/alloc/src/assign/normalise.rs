@@ -195,6 +195,7 @@ impl Work<'_> {
         let nic_default = machine::default_nic_model(self.family, &self.arch, self.caps);
         let video_default = machine::default_video_model(self.family, &self.arch, self.caps);
         let family = self.family;
+        let (arch, caps) = (self.arch.clone(), self.caps);
         for d in &mut self.devs {
             match &mut d.device.kind {
                 DeviceKind::Controller(c) => match c.ctype.as_str() {
@@ -211,7 +212,16 @@ impl Work<'_> {
                         };
                         c.model = m.map(|m| m.as_str().to_string());
                     }
-                    "usb" if c.model.is_none() => c.model = Some(usb_default.to_string()),
+                    "usb" if c.model.is_none() => {
+                        let m = if matches!(d.origin, Origin::Document(_)) {
+                            let addressed =
+                                !matches!(d.device.address, Address::Absent | Address::None);
+                            machine::user_usb_model(&arch, caps, addressed)
+                        } else {
+                            usb_default
+                        };
+                        c.model = Some(m.to_string());
+                    }
                     "scsi" if c.model.is_none() => c.model = Some(scsi_default.to_string()),
                     _ => {}
                 },
