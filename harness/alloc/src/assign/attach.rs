@@ -1,7 +1,7 @@
 //! Step 4: how each device attaches (PCI with its connect flags, CCW, unassigned, other),
 //! and the checks that go with the attachment.
 
-use qconform_domxml::Address;
+use qconform_domxml::{Address, DeviceKind};
 
 use super::{Work, dev_err};
 use crate::classify::{self, Ctx};
@@ -17,6 +17,27 @@ impl Work<'_> {
         )
     }
 
+    /// The first `<console>` with target type `serial` (or none) is an alias of the first
+    /// `<serial>` when there is one (virDomainDefAddConsoleCompat): QEMU gets one device,
+    /// the serial's, and the console's own address is ignored
+    /// (virDomainDeviceInfoIterateFlags skips that console).
+    fn serial_console_alias(&self) -> Option<usize> {
+        let chr = |d: &crate::Dev| match &d.device.kind {
+            DeviceKind::Chr(c) => Some(c.clone()),
+            _ => None,
+        };
+        let has_serial = self
+            .devs
+            .iter()
+            .any(|d| chr(d).is_some_and(|c| c.element == "serial"));
+        let (i, first) = self
+            .devs
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| chr(d).filter(|c| c.element == "console").map(|c| (i, c)))?;
+        (has_serial && matches!(first.target_type.as_deref(), None | Some("serial"))).then_some(i)
+    }
+
     pub(super) fn attach(&mut self) -> Result<(), Error> {
         let ctx = Ctx {
             base: self.base(),
@@ -24,9 +45,16 @@ impl Work<'_> {
         };
         let s390 = self.family == Family::S390;
         self.connect_flags = vec![Flags::NONE; self.devs.len()];
+        let serial_alias = self.serial_console_alias();
         for i in 0..self.devs.len() {
             let d = &self.devs[i];
             let kind = &d.device.kind;
+            if Some(i) == serial_alias {
+                // Not a device of its own: libvirt skips it when it collects and
+                // assigns addresses, whatever address it repeats.
+                self.devs[i].attach = Attach::Other;
+                continue;
+            }
             let is_vfio_ccw = classify::is_vfio_ccw(kind);
             if is_vfio_ccw && !self.features.vfio_ccw {
                 return Err(dev_err(
