@@ -305,8 +305,9 @@ fn fits(bus: u32, bus_flags: Flags, dev_flags: Flags, from: From) -> Result<(), 
     let mut dev_flags = dev_flags;
     if dev_flags.any(Flags::INTEGRATED) {
         if bus == 0 {
-            // pcie-root refuses auto-placed endpoints, but integrated ones belong there.
-            bus_flags = bus_flags.with(Flags::AUTOASSIGN);
+            // pcie-root refuses auto-placed endpoints and conventional PCI devices, but
+            // integrated ones of both kinds belong there.
+            bus_flags = bus_flags.with(Flags::AUTOASSIGN).with(Flags::PCI_DEVICE);
         } else {
             return Err(Misfit::NotIntegrated);
         }

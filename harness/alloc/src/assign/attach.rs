@@ -146,6 +146,16 @@ impl Work<'_> {
                         .element("address")
                         .attr("type", ty.to_string()));
                     }
+                    if let DeviceKind::Panic(m) = kind
+                        && m.model.as_deref() == Some("pvpanic")
+                    {
+                        // qemuValidateDomainDefPanic.
+                        return Err(
+                            dev_err(d, "pvpanic is supported only with PCI address type")
+                                .element("address")
+                                .attr("type", ty.to_string()),
+                        );
+                    }
                     if let Some(what) = classify::pci_device_name(kind, pci_flags.is_some()) {
                         // libvirt keeps such an address and builds the device with it:
                         // QEMU either refuses the options it turns into (iobase=, a USB
