@@ -36,6 +36,31 @@ impl Work<'_> {
                 attach: Attach::Other,
             });
         }
+        // virDomainDefParseXML inserts a primary video first: it is video0 and the first
+        // video in libvirt's device order.
+        let videos: Vec<usize> = (0..self.devs.len())
+            .filter(|&i| matches!(self.devs[i].device.kind, DeviceKind::Video(_)))
+            .collect();
+        let primaries: Vec<usize> = videos
+            .iter()
+            .copied()
+            .filter(|&i| matches!(&self.devs[i].device.kind, DeviceKind::Video(v) if v.primary))
+            .collect();
+        if primaries.len() > 1 {
+            // virDomainDefVideoValidate.
+            return Err(dev_err(
+                &self.devs[primaries[1]],
+                "Only one primary video device is supported",
+            )
+            .element("model")
+            .attr("primary", "yes"));
+        }
+        if let (Some(&first), Some(&p)) = (videos.first(), primaries.first())
+            && p != first
+        {
+            let d = self.devs.remove(p);
+            self.devs.insert(first, d);
+        }
         for u in &dom.unmodelled {
             let mut w = format!(
                 "<{}> at line {} is not modelled: kept in the domain XML, not placed and not put on the command line",

@@ -18,6 +18,9 @@
 //!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
 //!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
 //!   bus='0' target='0' unit='0'", virDomainDefDuplicateDriveAddressesValidate).
+//! * A host device (same mode and type, same PCI function, mdev UUID or vhost-scsi
+//!   WWPN) is assigned once: "Hostdev already exists in the domain configuration"
+//!   (virDomainDefHostdevValidate).
 //! * USB controllers (virDomainDefParseXML's controller loop): a `none` controller next
 //!   to another one is refused ("Can't add another USB controller: USB is disabled for this
 //!   domain"); when USB controllers are given, one of them must be a master, i.e. not a
@@ -150,6 +153,33 @@ impl Work<'_> {
                         .element("boot")
                         .attr("order", o.to_string()),
                 );
+            }
+        }
+        // virDomainDefHostdevValidate / virDomainHostdevMatch: one host source, once.
+        let hostdevs: Vec<_> = self
+            .devs
+            .iter()
+            .filter_map(|d| match &d.device.kind {
+                DeviceKind::Hostdev(h) => Some((d, h)),
+                _ => None,
+            })
+            .collect();
+        for (n, (_, a)) in hostdevs.iter().enumerate() {
+            for (db, b) in &hostdevs[n + 1..] {
+                let same_source = a.mode == b.mode
+                    && a.htype == b.htype
+                    && match a.htype.as_str() {
+                        "pci" => a.host_pci.is_some() && a.host_pci == b.host_pci,
+                        "mdev" => a.uuid.is_some() && a.uuid == b.uuid,
+                        "scsi_host" => a.wwpn.is_some() && a.wwpn == b.wwpn,
+                        _ => false,
+                    };
+                if same_source {
+                    return Err(
+                        dev_err(db, "Hostdev already exists in the domain configuration")
+                            .element("source"),
+                    );
+                }
             }
         }
         let mut usb_buses: BTreeMap<u32, usize> = BTreeMap::new();
