@@ -61,6 +61,22 @@ impl Ctx<'_> {
     }
 }
 
+/// The isolation group of a device on pSeries (qemuDomainFillDeviceIsolationGroup): a
+/// PCI host device (`<hostdev mode='subsystem' type='pci'>`) is in its host IOMMU group
+/// plus one, so that it never shares a bus with emulated devices (group 0); `None` for a
+/// PCI host device whose IOMMU group is not described (libvirt then cannot read it and
+/// leaves the device in group 0: "device won't be isolated"); `Some(0)` for the rest.
+pub fn isolation_group(kind: &DeviceKind, host: &[qconform_domxml::HostPciFact]) -> Option<u32> {
+    match kind {
+        DeviceKind::Hostdev(h) if h.mode == "subsystem" && h.htype == "pci" => {
+            let a = h.host_pci?;
+            let g = host.iter().find(|f| f.address == a)?.iommu_group?;
+            Some(g.saturating_add(1))
+        }
+        _ => Some(0),
+    }
+}
+
 /// Connect flags of a device if it is placed on PCI, `None` when it never takes a PCI
 /// slot. `explicit_pci` tells whether the device has a PCI address in the document.
 pub fn pci_flags(kind: &DeviceKind, address: &Address, ctx: &Ctx) -> Option<Flags> {

@@ -256,7 +256,12 @@ impl<'a, 'i> Parser<'a, 'i> {
                     self.err(pci, "host device fact without express='yes|no'")
                         .attr("express", "")
                 })?;
-                dom.host_pci.push(HostPciFact { address, express });
+                let iommu_group = self.uint32(pci, "iommuGroup")?;
+                dom.host_pci.push(HostPciFact {
+                    address,
+                    express,
+                    iommu_group,
+                });
             }
         }
         Ok(())

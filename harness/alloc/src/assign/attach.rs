@@ -217,6 +217,23 @@ impl Work<'_> {
     /// Warns about PCI host devices placed as PCI Express only because nothing describes
     /// them. Runs after naming, so each warning starts with the device's alias.
     pub(super) fn warn_undescribed_hosts(&mut self) {
+        if self.family == Family::Pseries {
+            for d in &self.devs {
+                if d.attach == Attach::Pci
+                    && classify::isolation_group(&d.device.kind, &self.host_facts).is_none()
+                {
+                    let host = classify::host_pci_device(&d.device.kind)
+                        .flatten()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    self.warnings.push(format!(
+                        "{}: the IOMMU group of host device {host} is not described, so it is not isolated on a PHB of its own, as libvirt does when it cannot read the group (describe it in <metadata> with <qc:pci address='{host}' express='no' iommuGroup='N'/>, namespace {})",
+                        d.alias,
+                        qconform_domxml::HOST_NS
+                    ));
+                }
+            }
+        }
         let ctx = Ctx {
             base: self.base(),
             host: &self.host_facts,
