@@ -117,7 +117,7 @@ fn real_plan(xml: &str, file: &str) -> PlanOutcome {
                     .collect::<BTreeMap<_, _>>(),
                 machine: p.machine,
                 argv: p.argv,
-                guest_pci: p.guest_pci,
+                guest_pci: p.guest_pci.iter().map(ToString::to_string).collect(),
                 warnings: p.warnings,
             },
         },

@@ -28,7 +28,7 @@ pub mod rules;
 pub mod testcaps;
 
 use qconform_caps::Snapshot;
-use qconform_domxml::{Address, Device, DeviceKind, Domain, TextPos};
+use qconform_domxml::{Address, Device, DeviceKind, Domain};
 
 pub use classify::{is_virtio_model, usb_master_startport};
 pub use machine::{Family, Features, usb_qemu_device};
@@ -36,73 +36,10 @@ pub use names::disk_index;
 pub use pci::Loc;
 pub use rules::{Flags, PciModel};
 
-/// A rejection: what is wrong and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    /// One sentence, with libvirt's wording where libvirt has a message for the case.
-    pub message: String,
-    /// Element of the offending device.
-    pub element: Option<String>,
-    /// Offending attribute.
-    pub attribute: Option<String>,
-    /// Offending value.
-    pub value: Option<String>,
-    /// 1-based line of the offending element.
-    pub line: Option<u32>,
-    /// 1-based column.
-    pub column: Option<u32>,
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(
-            &qconform_domxml::Located {
-                message: &self.message,
-                element: self.element.as_deref(),
-                attribute: self.attribute.as_deref(),
-                value: self.value.as_deref(),
-                lone_value: false,
-                line: self.line,
-                column: self.column,
-            },
-            f,
-        )
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl Error {
-    fn new(message: impl Into<String>) -> Error {
-        Error {
-            message: message.into(),
-            element: None,
-            attribute: None,
-            value: None,
-            line: None,
-            column: None,
-        }
-    }
-
-    fn element(mut self, e: &str) -> Error {
-        self.element = Some(e.to_string());
-        self
-    }
-
-    fn attr(mut self, a: &str, v: impl Into<String>) -> Error {
-        self.attribute = Some(a.to_string());
-        self.value = Some(v.into());
-        self
-    }
-
-    fn at(mut self, pos: TextPos) -> Error {
-        if pos.line > 0 {
-            self.line = Some(pos.line);
-            self.column = Some(pos.column);
-        }
-        self
-    }
-}
+/// A rejection: what is wrong and where (one sentence, with libvirt's wording where
+/// libvirt has a message for the case, and the offending element, attribute, value and
+/// position). The located error shared with the parser and the planner.
+pub type Error = qconform_domxml::Problem;
 
 /// Where a device of the allocation comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,7 +77,9 @@ pub fn drive_address(bus: &str, idx: u32) -> Option<DriveAddress> {
 
 /// Alias of a disk (`virtio-disk0`, `sata0-0-1`, `scsi0-0-0-2`, `ide0-1-0`, `fdc0-0-0`).
 pub fn disk_alias(bus: &str, dev: &str, drive: Option<DriveAddress>) -> String {
-    let idx = disk_index(dev).unwrap_or(0);
+    // libvirt prints virDiskNameToIndex's -1 for a name it cannot number (such a disk
+    // needs an explicit address): 'virtio-disk-1'.
+    let idx = disk_index(dev).map_or(-1, i64::from);
     match (bus, drive) {
         ("virtio", _) => format!("virtio-disk{idx}"),
         ("usb", _) => format!("usb-disk{idx}"),
@@ -118,6 +120,7 @@ mod tests {
     #[test]
     fn test_aliases() {
         assert_eq!(disk_alias("virtio", "vdb", None), "virtio-disk1");
+        assert_eq!(disk_alias("virtio", "xyz", None), "virtio-disk-1");
         let d = drive_address("ide", 2).unwrap();
         assert_eq!(disk_alias("ide", "hdc", Some(d)), "ide0-1-0");
         let d = drive_address("sata", 1).unwrap();

@@ -15,6 +15,7 @@
 //! fields (`deny_unknown_fields`, a checked [`SCHEMA_VERSION`]).
 
 mod derive;
+mod guestview;
 mod qtree;
 mod snapshot_id;
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use derive::{
     DeriveError, bus_categories, device_ids_of_argv, error_line, no_user_devices, placement_of_key,
 };
+pub use guestview::GuestPciFunction;
 pub use qtree::{QtreeBus, QtreeDevice, parse_qtree};
 pub use snapshot_id::{
     SnapshotId, compare_versions, file_name as snapshot_file_name, is_snapshot_file_name,

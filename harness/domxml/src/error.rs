@@ -11,12 +11,13 @@ pub enum ErrorKind {
     Invalid,
 }
 
-/// A problem found in a domain document, with the element, attribute, value and position
-/// it was found at (whichever are known).
+/// What is wrong and where in the domain document: the message with the element,
+/// attribute, value and position it concerns (whichever are known). The one located error
+/// of the crates that judge a domain document: this crate's [`Error`] adds its
+/// [`ErrorKind`], the allocator's rejections are one, the planner's error adds its kind.
+/// Displayed as [`Located`] shows it, without a value that has no attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    /// Syntax or validity problem.
-    pub kind: ErrorKind,
+pub struct Problem {
     /// One sentence saying what is wrong.
     pub message: String,
     /// Element name, e.g. `address`.
@@ -31,11 +32,10 @@ pub struct Error {
     pub column: Option<u32>,
 }
 
-impl Error {
-    /// A validity error without location; callers add it with the builder methods.
-    pub fn invalid(message: impl Into<String>) -> Error {
-        Error {
-            kind: ErrorKind::Invalid,
+impl Problem {
+    /// A message without location; add it with the builder methods.
+    pub fn new(message: impl Into<String>) -> Problem {
+        Problem {
             message: message.into(),
             element: None,
             attribute: None,
@@ -46,40 +46,99 @@ impl Error {
     }
 
     /// Sets the element name.
-    pub fn element(mut self, name: impl Into<String>) -> Error {
+    pub fn element(mut self, name: impl Into<String>) -> Problem {
         self.element = Some(name.into());
         self
     }
 
     /// Sets the attribute name and value.
-    pub fn attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Error {
+    pub fn attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Problem {
         self.attribute = Some(name.into());
         self.value = Some(value.into());
         self
     }
 
+    /// Sets the position; a position with line 0 (a device not in the document) is no
+    /// position and leaves it unset.
+    pub fn at(mut self, pos: crate::TextPos) -> Problem {
+        if pos.line > 0 {
+            self.line = Some(pos.line);
+            self.column = Some(pos.column);
+        }
+        self
+    }
+
+    /// The formatter for this problem; `lone_value` as in [`Located::lone_value`].
+    pub fn located(&self, lone_value: bool) -> Located<'_> {
+        Located {
+            message: &self.message,
+            element: self.element.as_deref(),
+            attribute: self.attribute.as_deref(),
+            value: self.value.as_deref(),
+            lone_value,
+            line: self.line,
+            column: self.column,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.located(false), f)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// A problem found in a domain document: its kind and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// Syntax or validity problem.
+    pub kind: ErrorKind,
+    /// What is wrong and where.
+    pub problem: Problem,
+}
+
+impl Error {
+    /// A validity error without location; callers add it with the builder methods.
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error {
+            kind: ErrorKind::Invalid,
+            problem: Problem::new(message),
+        }
+    }
+
+    /// A syntax error (not well-formed, or not a domain document).
+    pub fn syntax(problem: Problem) -> Error {
+        Error {
+            kind: ErrorKind::Syntax,
+            problem,
+        }
+    }
+
+    /// Sets the element name.
+    pub fn element(mut self, name: impl Into<String>) -> Error {
+        self.problem = self.problem.element(name);
+        self
+    }
+
+    /// Sets the attribute name and value.
+    pub fn attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Error {
+        self.problem = self.problem.attr(name, value);
+        self
+    }
+
     /// Sets the position.
     pub fn at(mut self, pos: crate::TextPos) -> Error {
-        self.line = Some(pos.line);
-        self.column = Some(pos.column);
+        self.problem = self.problem.at(pos);
         self
     }
 }
 
+/// Shows a value without an attribute as `value 'v'`.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(
-            &Located {
-                message: &self.message,
-                element: self.element.as_deref(),
-                attribute: self.attribute.as_deref(),
-                value: self.value.as_deref(),
-                lone_value: true,
-                line: self.line,
-                column: self.column,
-            },
-            f,
-        )
+        fmt::Display::fmt(&self.problem.located(true), f)
     }
 }
 

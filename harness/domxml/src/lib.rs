@@ -31,7 +31,7 @@ mod model;
 mod parse;
 mod write;
 
-pub use error::{Error, ErrorKind, Located};
+pub use error::{Error, ErrorKind, Located, Problem};
 pub use model::*;
 pub use parse::{parse, parse_uint};
 pub use write::{Written, address_xml, device_xml, esc, write_back};

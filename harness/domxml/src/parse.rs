@@ -1,10 +1,12 @@
 //! Domain XML → [`Domain`], with libvirt's parse-time checks (number syntax, PCI/CCW/zPCI
 //! ranges) and positions on every error.
 
+use std::cell::Cell;
+
 use roxmltree::{Document, Node};
 
 use crate::model::*;
-use crate::{Error, ErrorKind};
+use crate::{Error, Problem};
 
 /// Parses a libvirt domain document.
 pub fn parse(xml: &str) -> Result<Domain, Error> {
@@ -14,15 +16,10 @@ pub fn parse(xml: &str) -> Result<Domain, Error> {
     };
     let doc = Document::parse_with_options(xml, opts).map_err(|e| {
         let pos = e.pos();
-        Error {
-            kind: ErrorKind::Syntax,
-            message: format!("malformed XML: {e}"),
-            element: None,
-            attribute: None,
-            value: None,
-            line: Some(pos.row),
-            column: Some(pos.col),
-        }
+        let mut p = Problem::new(format!("malformed XML: {e}"));
+        p.line = Some(pos.row);
+        p.column = Some(pos.col);
+        Error::syntax(p)
     })?;
     let lines = std::iter::once(0)
         .chain(xml.match_indices('\n').map(|(i, _)| i + 1))
@@ -31,6 +28,7 @@ pub fn parse(xml: &str) -> Result<Domain, Error> {
         doc: &doc,
         src: xml,
         lines,
+        cursor: Cell::new((0, 0)),
     };
     p.domain()
 }
@@ -40,6 +38,10 @@ struct Parser<'a, 'i> {
     src: &'i str,
     /// Byte offset of the start of each line.
     lines: Vec<usize>,
+    /// The last position computed: (byte offset, characters between its line start and
+    /// it). Positions are asked for in document order, so counting on from the last one
+    /// keeps the total work linear even when the whole document is one line.
+    cursor: Cell<(usize, usize)>,
 }
 
 impl<'a, 'i> Parser<'a, 'i> {
@@ -51,12 +53,29 @@ impl<'a, 'i> Parser<'a, 'i> {
     /// from the start of the document every time.
     fn pos_at(&self, at: usize) -> TextPos {
         let line = self.lines.partition_point(|&s| s <= at).max(1);
-        let start = self.lines[line - 1];
-        let column = self.src.get(start..at).map_or(0, |t| t.chars().count()) + 1;
+        let start = self.line_start(line);
+        let (from, chars) = match self.cursor.get() {
+            (c, n) if c >= start && c <= at => (c, n),
+            _ => (start, 0),
+        };
+        let column = chars + self.src.get(from..at).map_or(0, |t| t.chars().count());
+        self.cursor.set((at, column));
         TextPos {
             line: u32::try_from(line).unwrap_or(u32::MAX),
-            column: u32::try_from(column).unwrap_or(u32::MAX),
+            column: u32::try_from(column + 1).unwrap_or(u32::MAX),
         }
+    }
+
+    /// Byte offset where 1-based line `line` starts.
+    fn line_start(&self, line: usize) -> usize {
+        self.lines.get(line.saturating_sub(1)).copied().unwrap_or(0)
+    }
+
+    /// The whitespace between the start of the line holding `pos` and `pos`, if that is
+    /// all whitespace; otherwise empty.
+    fn indent(&self, pos: usize) -> &'i str {
+        let line = self.lines.partition_point(|&s| s <= pos).max(1);
+        indent_between(self.src, self.line_start(line), pos)
     }
 
     fn err(&self, n: Node<'_, '_>, message: impl Into<String>) -> Error {
@@ -70,8 +89,8 @@ impl<'a, 'i> Parser<'a, 'i> {
         let mut e = self.err(n, message).attr(attr, value);
         if let Some(a) = n.attributes().find(|a| a.name() == attr) {
             let p = self.pos_at(a.range().start);
-            e.line = Some(p.line);
-            e.column = Some(p.column);
+            e.problem.line = Some(p.line);
+            e.problem.column = Some(p.column);
         }
         e
     }
@@ -131,16 +150,16 @@ impl<'a, 'i> Parser<'a, 'i> {
     fn domain(&self) -> Result<Domain, Error> {
         let root = self.doc.root_element();
         if root.tag_name().name() != "domain" {
-            return Err(Error {
-                kind: ErrorKind::Syntax,
-                ..self.err(
+            return Err(Error::syntax(
+                self.err(
                     root,
                     format!(
                         "expected a <domain> document, found <{}>",
                         root.tag_name().name()
                     ),
                 )
-            });
+                .problem,
+            ));
         }
         let mut dom = Domain {
             domain_type: root.attribute("type").unwrap_or("qemu").to_string(),
@@ -158,9 +177,9 @@ impl<'a, 'i> Parser<'a, 'i> {
             src: DomainSrc::default(),
         };
         dom.src.domain_close = end_tag_start(self.src, root);
-        dom.src.child_indent = format!("{}  ", indent_of(self.src, root.range().start));
+        dom.src.child_indent = format!("{}  ", self.indent(root.range().start));
         if let Some(first) = root.first_element_child() {
-            dom.src.child_indent = indent_of(self.src, first.range().start).to_string();
+            dom.src.child_indent = self.indent(first.range().start).to_string();
         }
         let mut devices_node = None;
         for c in root.children().filter(Node::is_element) {
@@ -187,7 +206,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             };
             dom.src.devices_close = Some((
                 close,
-                indent_of(self.src, devs.range().start).to_string(),
+                self.indent(devs.range().start).to_string(),
                 self_closing,
             ));
             for d in devs.children().filter(Node::is_element) {
@@ -269,10 +288,7 @@ impl<'a, 'i> Parser<'a, 'i> {
 
     fn os(&self, os: Node<'_, '_>, dom: &mut Domain) -> Result<(), Error> {
         let start_end = start_tag_end(self.src, os);
-        dom.src.os_insert = Some((
-            start_end,
-            format!("{}  ", indent_of(self.src, os.range().start)),
-        ));
+        dom.src.os_insert = Some((start_end, format!("{}  ", self.indent(os.range().start))));
         if let Some(t) = child(os, "type") {
             dom.arch = t.attribute("arch").map(str::to_string);
             dom.machine = t.attribute("machine").map(str::to_string);
@@ -412,7 +428,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             model: child(d, "model").map(|a| a.range()),
             target: child(d, "target").map(|a| a.range()),
             self_closing,
-            indent: indent_of(self.src, d.range().start).to_string(),
+            indent: self.indent(d.range().start).to_string(),
             attrs: if name == "controller" {
                 attr_ranges(d)
             } else {
@@ -834,13 +850,9 @@ fn end_tag_start(src: &str, n: Node<'_, '_>) -> usize {
     }
 }
 
-/// The whitespace between the start of the line holding `pos` and `pos`, if that is all
-/// whitespace; otherwise empty.
-pub(crate) fn indent_of(src: &str, pos: usize) -> &str {
-    let line_start = src
-        .get(..pos)
-        .and_then(|s| s.rfind('\n'))
-        .map_or(0, |i| i + 1);
+/// `src[line_start..pos]` if that is all blanks; otherwise empty. The check stops at the
+/// first other character, so it costs little on a long line.
+fn indent_between(src: &str, line_start: usize, pos: usize) -> &str {
     let ws = src.get(line_start..pos).unwrap_or("");
     if ws.chars().all(|c| c == ' ' || c == '\t') {
         ws

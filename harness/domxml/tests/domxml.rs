@@ -79,22 +79,22 @@ fn test_errors_carry_element_attribute_value_and_position() {
     ))
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    assert_eq!(e.element.as_deref(), Some("address"));
-    assert_eq!(e.attribute.as_deref(), Some("slot"));
-    assert_eq!(e.value.as_deref(), Some("0x20"));
-    assert_eq!((e.line, e.column), (Some(7), Some(27)));
+    assert_eq!(e.problem.element.as_deref(), Some("address"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("slot"));
+    assert_eq!(e.problem.value.as_deref(), Some("0x20"));
+    assert_eq!((e.problem.line, e.problem.column), (Some(7), Some(27)));
     assert_eq!(
         e.to_string(),
         "Invalid PCI address slot='0x20', must be <= 0x1F (element <address>, attribute slot='0x20', line 7, column 27)"
     );
     let e = parse("<domain><devices><disk></devices></domain>").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Syntax);
-    assert_eq!(e.line, Some(1));
+    assert_eq!(e.problem.line, Some(1));
     let e = parse(&dom(
         "    <memballoon model='virtio'><address/></memballoon>\n",
     ))
     .unwrap_err();
-    assert!(e.message.contains("No type specified"), "{e}");
+    assert!(e.problem.message.contains("No type specified"), "{e}");
 }
 
 #[test]
@@ -123,6 +123,7 @@ fn test_host_facts_from_metadata() {
     assert!(
         parse(&bad)
             .unwrap_err()
+            .problem
             .message
             .contains("invalid host PCI address")
     );
@@ -214,4 +215,53 @@ fn test_write_back_adds_devices_to_an_empty_devices_element() {
 fn test_escaping_in_written_values() {
     assert_eq!(esc("a'b<c>&\""), "a&apos;b&lt;c&gt;&amp;&quot;");
     assert_eq!(esc("plain"), "plain");
+}
+
+/// Columns count characters, not bytes, and stay right when the whole document is one line
+/// (positions are counted on from the previous one there, not from the line start).
+#[test]
+fn test_positions_on_one_long_line_count_characters() {
+    let mut xml = String::from(
+        "<domain type='qemu'><name>é–ü</name><os><type arch='x86_64' machine='q35'>hvm</type></os><devices>",
+    );
+    let mut starts = Vec::new();
+    for i in 0..50 {
+        starts.push(xml.chars().count() + 1);
+        if i % 2 == 0 {
+            xml.push_str("<watchdog model='i6300esb'/>");
+        } else {
+            xml.push_str("<someday model='ü'/>");
+        }
+    }
+    xml.push_str("</devices></domain>\n<!-- ü -->\n");
+    let dom = parse(&xml).expect("parses");
+    let modelled: Vec<u32> = dom.devices.iter().map(|d| d.pos.column).collect();
+    let unmodelled: Vec<u32> = dom.unmodelled.iter().map(|u| u.pos.column).collect();
+    let want = |parity: usize| -> Vec<u32> {
+        starts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == parity)
+            .map(|(_, &c)| u32::try_from(c).expect("small"))
+            .collect()
+    };
+    assert_eq!(modelled, want(0));
+    assert_eq!(unmodelled, want(1));
+    assert!(dom.devices.iter().all(|d| d.pos.line == 1));
+
+    // An error after many positions were computed still points at the right column.
+    let bad = xml.replacen(
+        "</devices>",
+        "<watchdog model='x'><address type='pci' slot='0x20'/></watchdog></devices>",
+        1,
+    );
+    let e = parse(&bad).expect_err("slot out of range");
+    let col = bad
+        .find("slot='0x20'")
+        .map(|b| bad.get(..b).expect("boundary").chars().count() + 1)
+        .expect("present");
+    assert_eq!(
+        (e.problem.line, e.problem.column),
+        (Some(1), Some(u32::try_from(col).expect("small")))
+    );
 }

@@ -43,7 +43,8 @@ struct B<'a> {
     out: Emitted,
     audiodev: bool,
     blockdevs: usize,
-    machine_opts: Vec<String>,
+    /// Options devices add to `-machine`, as (key, value) in the order they were added.
+    machine_opts: Vec<(&'static str, &'static str)>,
     fdc_added: bool,
     /// Effective `bootindex` of each device (see [`boot_indexes`]).
     boot: Vec<Option<u32>>,
@@ -134,10 +135,8 @@ pub fn build(a: &Allocation, dom: &Domain, caps: &Snapshot) -> Result<Emitted, A
     }
     let mut argv: Vec<String> = Vec::new();
     let mut machine = Opts::new(&a.machine);
-    for o in &b.machine_opts {
-        if let Some((k, v)) = o.split_once('=') {
-            machine = machine.kv(k, v);
-        }
+    for (k, v) in &b.machine_opts {
+        machine = machine.kv(k, v);
     }
     argv.push("-machine".into());
     argv.push(machine.finish());
@@ -572,7 +571,7 @@ impl B<'_> {
                 Some("virtio") => self.dev(i, "virtio-iommu-pci", Opts::new("virtio-iommu-pci")),
                 Some("amd") => self.dev(i, "amd-iommu", Opts::new("amd-iommu")),
                 Some("smmuv3") => {
-                    self.machine_opts.push("iommu=smmuv3".into());
+                    self.machine_opts.push(("iommu", "smmuv3"));
                     Ok(Vec::new())
                 }
                 other => Err(self.err(
@@ -991,7 +990,7 @@ impl B<'_> {
             }
             "pcspk" => {
                 v.extend(self.audio());
-                self.machine_opts.push("pcspk-audiodev=audio1".into());
+                self.machine_opts.push(("pcspk-audiodev", "audio1"));
             }
             m => return Err(self.err(i, format!("sound model '{m}' is not supported by QEMU"))),
         }

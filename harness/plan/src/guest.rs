@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 
 use qconform_alloc::{Allocation, Attach, Family, PciModel};
-use qconform_caps::{PciId, Placement, Snapshot};
+use qconform_caps::{GuestPciFunction, PciId, Placement, Snapshot};
 use qconform_domxml::DeviceKind;
 
 /// The guest view and what could not be predicted.
 #[derive(Debug, Default)]
 pub struct Guest {
-    /// Lines `DDDD:BB:SS.F CCCC: VVVV:DDDD`, sorted.
-    pub lines: Vec<String>,
+    /// The functions, sorted by domain, bus, slot and function.
+    pub functions: Vec<GuestPciFunction>,
     /// Unknown identities, invisible functions.
     pub warnings: Vec<String>,
 }
@@ -35,7 +35,7 @@ struct Walk<'a> {
     caps: &'a Snapshot,
     drivers: &'a [Option<String>],
     children: BTreeMap<u32, Vec<(u8, u8, Item)>>,
-    out: BTreeMap<Key, String>,
+    out: BTreeMap<Key, GuestPciFunction>,
     warnings: Vec<String>,
 }
 
@@ -58,19 +58,21 @@ pub fn guest_view(a: &Allocation, caps: &Snapshot, drivers: &[Option<String>]) -
         w.tree();
     }
     Guest {
-        lines: w.out.into_values().collect(),
+        functions: w.out.into_values().collect(),
         warnings: w.warnings,
     }
 }
 
-fn line(k: Key, id: Option<PciId>) -> String {
-    let (d, b, s, f) = k;
-    match id {
-        Some(id) => format!(
-            "{d:04x}:{b:02x}:{s:02x}.{f:x} {:04x}: {:04x}:{:04x}",
-            id.class, id.vendor, id.device
-        ),
-        None => format!("{d:04x}:{b:02x}:{s:02x}.{f:x} ????: ????:????"),
+fn line(k: Key, id: Option<PciId>) -> GuestPciFunction {
+    let (domain, bus, slot, function) = k;
+    GuestPciFunction {
+        domain,
+        bus,
+        slot,
+        function,
+        class: id.map(|id| id.class),
+        vendor: id.map(|id| id.vendor),
+        device: id.map(|id| id.device),
     }
 }
 

@@ -31,11 +31,12 @@ use std::fmt::Write as _;
 
 use qconform_alloc::{Allocation, Attach, Origin};
 use qconform_caps::Snapshot;
-use qconform_domxml::{Address, Written};
+use qconform_domxml::{Address, Problem, Written};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use opts::{Opts, escape};
+pub use qconform_caps::GuestPciFunction;
 
 /// The outcome of planning one domain against one snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +49,9 @@ pub struct Plan {
     pub devices: BTreeMap<String, DeviceAddress>,
     /// Aliases of the PCI controllers added automatically, e.g. `pci.1`.
     pub controllers_added: Vec<String>,
-    /// Guest view: `DDDD:BB:SS.F CCCC: VVVV:DDDD` lines, sorted.
-    pub guest_pci: Vec<String>,
+    /// Guest view: the PCI functions the guest enumerates, sorted by address; each
+    /// displays (and serialises) as `DDDD:BB:SS.F CCCC: VVVV:DDDD`.
+    pub guest_pci: Vec<GuestPciFunction>,
     /// The domain with every address and added controller filled in (libvirt xml2xml).
     pub domain_xml: String,
     /// Things worth knowing: unmodelled elements kept, identities unknown, assumptions.
@@ -63,11 +65,43 @@ pub struct Plan {
     pub device_info: BTreeMap<String, String>,
 }
 
+/// How a device is addressed; serialised as `pci`, `ccw`, `unassigned` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressKind {
+    /// A PCI address (with zPCI ids on s390x).
+    Pci,
+    /// A CCW device number.
+    Ccw,
+    /// A PCI host device managed but not given to the guest.
+    Unassigned,
+    /// Not addressed by the allocator (ISA, USB, drives, built-in, ...).
+    None,
+}
+
+impl AddressKind {
+    /// `pci`, `ccw`, `unassigned` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressKind::Pci => "pci",
+            AddressKind::Ccw => "ccw",
+            AddressKind::Unassigned => "unassigned",
+            AddressKind::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for AddressKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The address of one device. The JSON field names are a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceAddress {
-    /// `pci`, `ccw`, `unassigned` or `none`.
-    pub kind: String,
+    /// How the device is addressed.
+    pub kind: AddressKind,
     /// PCI bus (the index of the controller providing it).
     pub bus: Option<u8>,
     /// PCI slot.
@@ -101,34 +135,13 @@ pub enum PlanErrorKind {
 pub struct PlanError {
     /// Bad input or rejection.
     pub kind: PlanErrorKind,
-    /// One sentence.
-    pub message: String,
-    /// Element at fault.
-    pub element: Option<String>,
-    /// Attribute at fault.
-    pub attribute: Option<String>,
-    /// Value at fault.
-    pub value: Option<String>,
-    /// 1-based line.
-    pub line: Option<u32>,
-    /// 1-based column.
-    pub column: Option<u32>,
+    /// What is wrong and where.
+    pub problem: Problem,
 }
 
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(
-            &qconform_domxml::Located {
-                message: &self.message,
-                element: self.element.as_deref(),
-                attribute: self.attribute.as_deref(),
-                value: self.value.as_deref(),
-                lone_value: false,
-                line: self.line,
-                column: self.column,
-            },
-            f,
-        )
+        std::fmt::Display::fmt(&self.problem, f)
     }
 }
 
@@ -137,15 +150,16 @@ impl std::error::Error for PlanError {}
 impl PlanError {
     /// JSON form: `{"error": message, "kind", "element", ...}`.
     pub fn to_json(&self) -> Value {
+        let p = &self.problem;
         json!({
             "error": self.to_string(),
-            "message": self.message,
+            "message": p.message,
             "kind": self.kind,
-            "element": self.element,
-            "attribute": self.attribute,
-            "value": self.value,
-            "line": self.line,
-            "column": self.column,
+            "element": p.element,
+            "attribute": p.attribute,
+            "value": p.value,
+            "line": p.line,
+            "column": p.column,
         })
     }
 }
@@ -157,12 +171,7 @@ impl From<qconform_domxml::Error> for PlanError {
                 qconform_domxml::ErrorKind::Syntax => PlanErrorKind::BadInput,
                 qconform_domxml::ErrorKind::Invalid => PlanErrorKind::Rejected,
             },
-            message: e.message,
-            element: e.element,
-            attribute: e.attribute,
-            value: e.value,
-            line: e.line,
-            column: e.column,
+            problem: e.problem,
         }
     }
 }
@@ -171,12 +180,7 @@ impl From<qconform_alloc::Error> for PlanError {
     fn from(e: qconform_alloc::Error) -> PlanError {
         PlanError {
             kind: PlanErrorKind::Rejected,
-            message: e.message,
-            element: e.element,
-            attribute: e.attribute,
-            value: e.value,
-            line: e.line,
-            column: e.column,
+            problem: e,
         }
     }
 }
@@ -187,15 +191,11 @@ pub fn plan(domain_xml: &str, caps: &Snapshot) -> Result<Plan, PlanError> {
     let alloc = qconform_alloc::allocate(&dom, caps)?;
     let emitted = argv::build(&alloc, &dom, caps).map_err(|e| {
         let d = &alloc.devices[e.device];
-        let pos = d.device.pos;
         PlanError {
             kind: PlanErrorKind::Rejected,
-            message: format!("{}: {}", d.alias, e.message),
-            element: Some(d.device.element().to_string()),
-            attribute: None,
-            value: None,
-            line: (pos.line > 0).then_some(pos.line),
-            column: (pos.line > 0).then_some(pos.column),
+            problem: Problem::new(format!("{}: {}", d.alias, e.message))
+                .element(d.device.element())
+                .at(d.device.pos),
         }
     })?;
     let g = guest::guest_view(&alloc, caps, &emitted.drivers);
@@ -228,7 +228,7 @@ pub fn plan(domain_xml: &str, caps: &Snapshot) -> Result<Plan, PlanError> {
         argv: emitted.argv,
         devices,
         controllers_added: alloc.controllers_added.clone(),
-        guest_pci: g.lines,
+        guest_pci: g.functions,
         domain_xml,
         warnings,
         host_resources: emitted.host_resources,
@@ -285,7 +285,7 @@ fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
     let mut m = BTreeMap::new();
     for d in &a.devices {
         let none = DeviceAddress {
-            kind: "none".into(),
+            kind: AddressKind::None,
             bus: None,
             slot: None,
             function: None,
@@ -297,7 +297,7 @@ fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
         };
         let addr = match (&d.device.address, d.attach) {
             (Address::Pci(p), Attach::Pci) => DeviceAddress {
-                kind: "pci".into(),
+                kind: AddressKind::Pci,
                 bus: u8::try_from(p.bus).ok(),
                 slot: u8::try_from(p.slot).ok(),
                 function: u8::try_from(p.function).ok(),
@@ -308,12 +308,12 @@ fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
                 ..none
             },
             (Address::Ccw(c), Attach::Ccw) => DeviceAddress {
-                kind: "ccw".into(),
+                kind: AddressKind::Ccw,
                 ccw_devno: Some(c.to_string()),
                 ..none
             },
             (_, Attach::Unassigned) => DeviceAddress {
-                kind: "unassigned".into(),
+                kind: AddressKind::Unassigned,
                 ..none
             },
             _ => none,
@@ -328,7 +328,7 @@ impl DeviceAddress {
     /// fid=0x00000000`, `ccw fe.0.0001`, `unassigned` or `none`. The bus number is the
     /// index of the controller providing the bus, as in libvirt's XML.
     pub fn text(&self) -> String {
-        let mut s = self.kind.clone();
+        let mut s = self.kind.as_str().to_owned();
         if let (Some(b), Some(sl), Some(f)) = (self.bus, self.slot, self.function) {
             let _ = write!(s, " {b:02x}:{sl:02x}.{f:x}");
         }
@@ -351,17 +351,17 @@ impl DeviceAddress {
     }
 
     fn sort_key(&self) -> (u8, u32, u32, u32, String) {
-        match self.kind.as_str() {
-            "pci" => (
+        match self.kind {
+            AddressKind::Pci => (
                 0,
                 u32::from(self.bus.unwrap_or(0)),
                 u32::from(self.slot.unwrap_or(0)),
                 u32::from(self.function.unwrap_or(0)),
                 String::new(),
             ),
-            "ccw" => (1, 0, 0, 0, self.ccw_devno.clone().unwrap_or_default()),
-            "unassigned" => (2, 0, 0, 0, String::new()),
-            _ => (3, 0, 0, 0, String::new()),
+            AddressKind::Ccw => (1, 0, 0, 0, self.ccw_devno.clone().unwrap_or_default()),
+            AddressKind::Unassigned => (2, 0, 0, 0, String::new()),
+            AddressKind::None => (3, 0, 0, 0, String::new()),
         }
     }
 }
@@ -428,9 +428,8 @@ impl Plan {
     /// The guest view, one function per line.
     pub fn guest_text(&self) -> String {
         let mut out = String::new();
-        for l in &self.guest_pci {
-            out.push_str(l);
-            out.push('\n');
+        for f in &self.guest_pci {
+            let _ = writeln!(out, "{f}");
         }
         out
     }

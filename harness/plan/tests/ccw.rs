@@ -86,7 +86,8 @@ fn test_duplicate_devno_is_refused() {
     );
     let e = err(&xml, latest(S390));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("The CCW devno 'fe.0.0001' is in use already"),
         "{e}"
     );
@@ -106,11 +107,12 @@ fn test_partial_and_out_of_range_addresses_are_refused_at_parse_time() {
         latest(S390),
     );
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("Invalid partial specification for virtio ccw address"),
         "{e}"
     );
-    assert_eq!(e.attribute.as_deref(), Some("ssid"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("ssid"));
     let e = err(
         &domain(
             S390,
@@ -123,7 +125,7 @@ fn test_partial_and_out_of_range_addresses_are_refused_at_parse_time() {
         latest(S390),
     );
     assert!(
-        e.message.contains(
+        e.problem.message.contains(
             "Invalid specification for virtio ccw address: cssid='0xfe' ssid='0x4' devno='0x0001'"
         ),
         "{e}"
@@ -139,7 +141,7 @@ fn test_partial_and_out_of_range_addresses_are_refused_at_parse_time() {
         ),
         latest(S390),
     );
-    assert_eq!(e.attribute.as_deref(), Some("cssid"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("cssid"));
 }
 
 #[test]
@@ -149,7 +151,8 @@ fn test_ccw_addresses_only_on_s390_ccw_machines() {
         latest("x86_64"),
     );
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("CCW addresses are only supported on s390-ccw machines"),
         "{e}"
     );
@@ -175,7 +178,8 @@ fn test_vfio_ccw_needs_the_device_in_the_binary() {
     let caps = testcaps::without(testcaps::s390x(7, 2, true), &["vfio-ccw"]);
     let e = err(&domain(S390, M, &vfio_ccw("")), &caps);
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("vfio-ccw devices are not supported by this QEMU binary"),
         "{e}"
     );
@@ -198,7 +202,9 @@ fn test_transitional_models_have_no_ccw_form() {
         latest(S390),
     );
     assert!(
-        e.message.contains("not supported for address type=ccw"),
+        e.problem
+            .message
+            .contains("not supported for address type=ccw"),
         "{e}"
     );
 }

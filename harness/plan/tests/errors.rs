@@ -16,12 +16,12 @@ fn test_malformed_xml_is_bad_input_with_line_and_column() {
         latest(X86),
     );
     assert_eq!(e.kind, PlanErrorKind::BadInput);
-    assert_eq!(e.line, Some(4));
-    assert!(e.column.is_some());
-    assert!(e.message.starts_with("malformed XML"), "{e}");
+    assert_eq!(e.problem.line, Some(4));
+    assert!(e.problem.column.is_some());
+    assert!(e.problem.message.starts_with("malformed XML"), "{e}");
     let e = err("<notadomain/>", latest(X86));
     assert_eq!(e.kind, PlanErrorKind::BadInput);
-    assert!(e.message.contains("<domain>"));
+    assert!(e.problem.message.contains("<domain>"));
 }
 
 #[test]
@@ -36,13 +36,13 @@ fn test_slot_out_of_range_names_element_attribute_value_and_position() {
     );
     let e = err(&xml, latest(X86));
     assert_eq!(
-        e.message,
+        e.problem.message,
         "Invalid PCI address slot='0x20', must be <= 0x1F"
     );
-    assert_eq!(e.element.as_deref(), Some("address"));
-    assert_eq!(e.attribute.as_deref(), Some("slot"));
-    assert_eq!(e.value.as_deref(), Some("0x20"));
-    assert_eq!(e.line, Some(10));
+    assert_eq!(e.problem.element.as_deref(), Some("address"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("slot"));
+    assert_eq!(e.problem.value.as_deref(), Some("0x20"));
+    assert_eq!(e.problem.line, Some(10));
     assert_eq!(e.kind, PlanErrorKind::Rejected);
     let shown = e.to_string();
     assert!(
@@ -59,7 +59,10 @@ fn test_function_above_7() {
         &nic("e1000", "<address type='pci' slot='3' function='8'/>"),
     );
     let e = err(&xml, latest(X86));
-    assert_eq!(e.message, "Invalid PCI address function=0x8, must be <= 7");
+    assert_eq!(
+        e.problem.message,
+        "Invalid PCI address function=0x8, must be <= 7"
+    );
 }
 
 #[test]
@@ -71,10 +74,12 @@ fn test_unparsable_numbers() {
     );
     let e = err(&xml, latest(X86));
     assert!(
-        e.message.contains("Expected non-negative integer value"),
+        e.problem
+            .message
+            .contains("Expected non-negative integer value"),
         "{e}"
     );
-    assert_eq!(e.value.as_deref(), Some("three"));
+    assert_eq!(e.problem.value.as_deref(), Some("three"));
 }
 
 #[test]
@@ -83,11 +88,12 @@ fn test_double_use_of_an_address() {
     let xml = bare(X86, "pc", &(nic("e1000", a) + &nic("e1000", a)));
     let e = err(&xml, latest(X86));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("Attempted double use of PCI Address 0000:00:05.0"),
         "{e}"
     );
-    assert!(e.message.starts_with("net1: "), "{e}");
+    assert!(e.problem.message.starts_with("net1: "), "{e}");
 }
 
 #[test]
@@ -98,7 +104,7 @@ fn test_address_on_a_builtin_function_is_refused() {
         &nic("e1000", "<address type='pci' slot='1' function='3'/>"),
     );
     let e = err(&xml, latest(X86));
-    assert!(e.message.contains("0000:00:01.3"), "{e}");
+    assert!(e.problem.message.contains("0000:00:01.3"), "{e}");
 }
 
 #[test]
@@ -109,7 +115,10 @@ fn test_only_domain_0() {
         &nic("e1000", "<address type='pci' domain='0x0001' slot='5'/>"),
     );
     let e = err(&xml, latest(X86));
-    assert!(e.message.contains("Only PCI domain 0 is available"), "{e}");
+    assert!(
+        e.problem.message.contains("Only PCI domain 0 is available"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -124,7 +133,8 @@ fn test_bus_without_a_controller_on_a_non_growing_pass_is_refused() {
     );
     let e = err(&xml, latest(X86));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("Attempted double use of PCI Address 0000:01:00.0"),
         "{e}"
     );
@@ -139,7 +149,7 @@ fn test_wrong_root_model() {
     );
     let e = err(&xml, latest(X86));
     assert!(
-        e.message.contains("The PCI controller with index='0' must be model='pcie-root' for this machine type, but model='pci-root' was found instead"),
+        e.problem.message.contains("The PCI controller with index='0' must be model='pcie-root' for this machine type, but model='pci-root' was found instead"),
         "{e}"
     );
 }
@@ -152,7 +162,10 @@ fn test_bridge_index_must_be_above_its_bus() {
         "    <controller type='pci' index='1' model='pci-bridge'/>\n    <controller type='pci' index='2' model='pci-bridge'><address type='pci' bus='0x02' slot='0x01'/></controller>\n",
     );
     let e = err(&xml, latest(X86));
-    assert!(e.message.contains("index must be larger than bus"), "{e}");
+    assert!(
+        e.problem.message.contains("index must be larger than bus"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -166,7 +179,8 @@ fn test_unknown_pci_model_and_missing_attributes() {
         latest(X86),
     );
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("Unknown PCI controller model 'nonsense'"),
         "{e}"
     );
@@ -174,7 +188,7 @@ fn test_unknown_pci_model_and_missing_attributes() {
         &bare(X86, "pc", "    <controller index='1'/>\n"),
         latest(X86),
     );
-    assert_eq!(e.attribute.as_deref(), Some("type"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("type"));
     let e = err(
         &bare(
             X86,
@@ -183,7 +197,7 @@ fn test_unknown_pci_model_and_missing_attributes() {
         ),
         latest(X86),
     );
-    assert!(e.message.contains("target dev"), "{e}");
+    assert!(e.problem.message.contains("target dev"), "{e}");
 }
 
 #[test]
@@ -196,8 +210,8 @@ fn test_huge_indexes_are_refused_not_allocated() {
         ),
         latest(X86),
     );
-    assert!(e.message.contains("out of range"), "{e}");
+    assert!(e.problem.message.contains("out of range"), "{e}");
     let d = "    <disk type='file' device='disk'><target dev='sda' bus='scsi'/><address type='drive' controller='99999' bus='0' target='0' unit='0'/></disk>\n";
     let e = err(&bare(X86, "pc", d), latest(X86));
-    assert!(e.message.contains("out of range"), "{e}");
+    assert!(e.problem.message.contains("out of range"), "{e}");
 }

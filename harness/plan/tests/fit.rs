@@ -39,9 +39,9 @@ fn test_floppy_on_q35_gets_an_isa_fdc() {
 fn test_floppy_on_virt_is_refused() {
     let xml = bare("aarch64", "virt", floppy());
     let e = err(&xml, latest("aarch64"));
-    assert!(e.message.contains("no floppy controller"), "{e}");
-    assert_eq!(e.element.as_deref(), Some("disk"));
-    assert!(e.line.is_some());
+    assert!(e.problem.message.contains("no floppy controller"), "{e}");
+    assert_eq!(e.problem.element.as_deref(), Some("disk"));
+    assert!(e.problem.line.is_some());
 }
 
 #[test]
@@ -50,9 +50,12 @@ fn test_ib700_only_on_i440fx() {
     let p = ok(&bare(X86, "pc", w), latest(X86));
     assert_eq!(device_arg(&p, "watchdog0"), "ib700,id=watchdog0");
     let e = err(&bare(X86, "q35", w), latest(X86));
-    assert!(e.message.contains("only supported on i440fx"), "{e}");
+    assert!(
+        e.problem.message.contains("only supported on i440fx"),
+        "{e}"
+    );
     let e = err(&bare("aarch64", "virt", w), latest("aarch64"));
-    assert!(e.message.contains("ib700"), "{e}");
+    assert!(e.problem.message.contains("ib700"), "{e}");
 }
 
 #[test]
@@ -65,7 +68,12 @@ fn test_ide_only_where_the_machine_has_it() {
         "ide-hd,bus=ide.0,unit=0,drive=drive-ide0-0-0,id=ide0-0-0,bootindex=1"
     );
     let e = err(&bare(X86, "q35", d), latest(X86));
-    assert!(e.message.contains("IDE controllers are unsupported"), "{e}");
+    assert!(
+        e.problem
+            .message
+            .contains("IDE controllers are unsupported"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -89,7 +97,7 @@ fn test_usb_devices_need_a_usb_controller() {
     let p = ok(&domain(X86, "q35", t), latest(X86));
     assert_eq!(device_arg(&p, "input0"), "usb-tablet,bus=usb.0,id=input0");
     let e = err(&bare(X86, "q35", t), latest(X86));
-    assert!(e.message.contains("USB is disabled"), "{e}");
+    assert!(e.problem.message.contains("USB is disabled"), "{e}");
 }
 
 #[test]
@@ -103,11 +111,13 @@ fn test_devices_the_binary_lacks_are_refused() {
         latest("s390x"),
     );
     assert!(
-        e.message.contains("device type 'e1000' is not available"),
+        e.problem
+            .message
+            .contains("device type 'e1000' is not available"),
         "{e}"
     );
     let e = err(&bare(X86, "pc", &nic("nosuchnic", "")), latest(X86));
-    assert!(e.message.contains("'nosuchnic'"), "{e}");
+    assert!(e.problem.message.contains("'nosuchnic'"), "{e}");
 }
 
 #[test]
@@ -135,14 +145,15 @@ fn test_machine_aliases_and_default_resolve_through_the_snapshot() {
 fn test_unknown_machine_and_wrong_arch_are_refused() {
     let e = err(&bare(X86, "no-such-machine", ""), latest(X86));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("unsupported machine type 'no-such-machine'"),
         "{e}"
     );
-    assert_eq!(e.attribute.as_deref(), Some("machine"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("machine"));
     assert_eq!(e.kind, PlanErrorKind::Rejected);
     let e = err(&bare("aarch64", "virt", ""), latest(X86));
-    assert!(e.message.contains("does not match"), "{e}");
+    assert!(e.problem.message.contains("does not match"), "{e}");
 }
 
 #[test]

@@ -8,9 +8,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
 use qconform_caps::Snapshot;
 
 fn corpus() -> &'static Vec<String> {
@@ -32,16 +36,92 @@ fn corpus() -> &'static Vec<String> {
     })
 }
 
+const ARCHES: [&str; 5] = ["x86_64", "s390x", "aarch64", "ppc64", "riscv64"];
+
+/// Snapshot `i` of the 15: version `i % 3` of architecture `i / 3`.
 fn caps_for(i: usize) -> &'static Snapshot {
-    const ARCHES: [&str; 5] = ["x86_64", "s390x", "aarch64", "ppc64", "riscv64"];
     snap(VERSIONS[i % 3], ARCHES[(i / 3) % 5])
 }
 
-/// Checks the invariants of an accepted plan.
-fn check(xml: &str, caps: &Snapshot) {
-    let Ok(p) = qconform_plan::plan(xml, caps) else {
-        return;
-    };
+/// The first QEMU id used twice in an argv (`-device id=`, and likewise per option for
+/// `-object`, `-netdev`, `-chardev`; `-blockdev node-name=`), or the first PCI slot and
+/// function given twice on one bus, or a CCW device number given twice.
+fn argv_reuse(argv: &[String]) -> Option<String> {
+    let mut ids = BTreeSet::new();
+    let mut slots = BTreeSet::new();
+    let mut devnos = BTreeSet::new();
+    for pair in argv.windows(2) {
+        let [opt, value] = pair else { continue };
+        let key = match opt.as_str() {
+            "-device" | "-object" | "-netdev" | "-chardev" => "id",
+            "-blockdev" => "node-name",
+            _ => continue,
+        };
+        let props = qemu_opts(value);
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if let Some(id) = get(key)
+            && !ids.insert((opt.clone(), id.to_owned()))
+        {
+            return Some(format!("{opt} {key}={id} used twice"));
+        }
+        if opt != "-device" {
+            continue;
+        }
+        if let Some(addr) = get("addr") {
+            let bus = get("bus").unwrap_or("").to_owned();
+            let Some(sf) = pci_addr(addr) else {
+                return Some(format!("bad addr={addr} in {value}"));
+            };
+            if !slots.insert((bus.clone(), sf)) {
+                return Some(format!("bus={bus} addr={addr} used twice"));
+            }
+        }
+        if let Some(devno) = get("devno")
+            && !devnos.insert(devno.to_owned())
+        {
+            return Some(format!("devno={devno} used twice"));
+        }
+    }
+    None
+}
+
+/// QEMU option syntax: `driver,name=value,...` with `,,` standing for a comma.
+fn qemu_opts(value: &str) -> Vec<(String, String)> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                parts.last_mut().expect("non-empty").push(',');
+            } else {
+                parts.push(String::new());
+            }
+        } else {
+            parts.last_mut().expect("non-empty").push(c);
+        }
+    }
+    parts
+        .into_iter()
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// `0x1f.0x7` → (31, 7); `0x3` → (3, 0).
+fn pci_addr(addr: &str) -> Option<(u32, u32)> {
+    let num = |t: &str| u32::from_str_radix(t.strip_prefix("0x").unwrap_or(t), 16).ok();
+    match addr.split_once('.') {
+        Some((s, f)) => Some((num(s)?, num(f)?)),
+        None => Some((num(addr)?, 0)),
+    }
+}
+
+/// What is wrong with an accepted plan: an address or id used twice, in the plan or its
+/// argv, or malformed guest lines.
+fn plan_violation(p: &qconform_plan::Plan) -> Option<String> {
+    if let Some(r) = argv_reuse(&p.argv) {
+        return Some(format!("argv: {r}\n{}", p.argv.join(" ")));
+    }
     let mut seen = BTreeSet::new();
     let mut uids = BTreeSet::new();
     let mut fids = BTreeSet::new();
@@ -50,23 +130,40 @@ fn check(xml: &str, caps: &Snapshot) {
         match a.kind.as_str() {
             "pci" => {
                 let key = (a.bus, a.slot, a.function);
-                assert!(
-                    seen.insert(key),
-                    "{alias}: {key:?} used twice\n{}",
-                    p.addresses_text()
-                );
-                assert!(a.bus_alias.is_some());
-                if let Some(u) = a.zpci_uid {
-                    assert!(u >= 1 && uids.insert(u), "{alias}: uid {u}");
-                    assert!(fids.insert(a.zpci_fid.unwrap()), "{alias}: fid");
+                if !seen.insert(key) {
+                    return Some(format!(
+                        "{alias}: {key:?} used twice\n{}",
+                        p.addresses_text()
+                    ));
+                }
+                if a.bus_alias.is_none() {
+                    return Some(format!("{alias}: no bus alias"));
+                }
+                if let Some(u) = a.zpci_uid
+                    && (u < 1 || !uids.insert(u) || !fids.insert(a.zpci_fid))
+                {
+                    return Some(format!("{alias}: zPCI uid {u} or fid reused"));
                 }
             }
-            "ccw" => assert!(devnos.insert(a.ccw_devno.clone()), "{alias}: devno"),
+            "ccw" if !devnos.insert(a.ccw_devno.clone()) => {
+                return Some(format!("{alias}: devno {:?} used twice", a.ccw_devno));
+            }
             _ => {}
         }
     }
-    for l in &p.guest_pci {
-        assert_eq!(l.len(), "0000:00:00.0 0000: 0000:0000".len(), "{l}");
+    guest(p)
+        .into_iter()
+        .find(|l| l.len() != "0000:00:00.0 0000: 0000:0000".len())
+        .map(|l| format!("malformed guest line {l:?}"))
+}
+
+/// Checks the invariants of an accepted plan.
+fn check(xml: &str, caps: &Snapshot) {
+    let Ok(p) = qconform_plan::plan(xml, caps) else {
+        return;
+    };
+    if let Some(v) = plan_violation(&p) {
+        panic!("{v}");
     }
     let again = qconform_plan::plan(&p.domain_xml, caps)
         .unwrap_or_else(|e| panic!("xml2xml view refused: {e}\n{}", p.domain_xml));
@@ -215,7 +312,9 @@ proptest! {
     fn mutated_corpus_never_panics(c in any::<usize>(), i in 0usize..15, edits in prop::collection::vec(edit(), 1..6)) {
         let cases = corpus();
         let xml = apply(cases[c % cases.len()].clone(), &edits);
-        let _ = qconform_plan::plan(&xml, caps_for(i));
+        if let Ok(p) = qconform_plan::plan(&xml, caps_for(i)) {
+            prop_assert!(plan_violation(&p).is_none(), "{}\n{xml}", plan_violation(&p).unwrap_or_default());
+        }
     }
 
     #[test]
@@ -231,4 +330,215 @@ proptest! {
         let xml = domain(arch, machine, &devices.join("\n"));
         check(&xml, snap(VERSIONS[v], arch));
     }
+}
+
+/// One fuzz input: a domain text and the index of the snapshot to plan it against.
+fn fuzz_input() -> impl Strategy<Value = (String, usize)> {
+    let generated = (
+        prop::sample::select(vec![
+            ("x86_64", "pc"),
+            ("x86_64", "q35"),
+            ("s390x", "s390-ccw-virtio"),
+            ("aarch64", "virt"),
+            ("ppc64", "pseries"),
+            ("riscv64", "virt"),
+        ]),
+        prop::collection::vec(device(), 0..24),
+        prop::collection::vec(edit(), 0..3),
+    )
+        .prop_map(|((arch, machine), devices, edits)| {
+            apply(domain(arch, machine, &devices.join("\n")), &edits)
+        });
+    let mutated = (any::<usize>(), prop::collection::vec(edit(), 1..5)).prop_map(|(c, edits)| {
+        let cases = corpus();
+        apply(cases[c % cases.len()].clone(), &edits)
+    });
+    let text = prop_oneof![
+        5 => mutated,
+        4 => generated,
+        1 => ".{0,400}".prop_map(|s: String| s),
+    ];
+    // Mostly a snapshot of the domain's own architecture (so that plans get as far as the
+    // allocator and the argv), sometimes any of the 15.
+    (text, 0usize..15, prop::bool::weighted(0.8)).prop_map(|(xml, any, own)| {
+        let arch = ARCHES
+            .iter()
+            .position(|a| xml.contains(&format!("arch='{a}'")));
+        let i = match arch {
+            Some(a) if own => a * 3 + any % 3,
+            _ => any,
+        };
+        (xml, i)
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    inputs: u64,
+    accepted: u64,
+    rejected: u64,
+    panics: u64,
+    timeouts: u64,
+    reuses: u64,
+    other: u64,
+}
+
+/// Fuzzes parser, allocator and argv for `QCONFORM_FUZZ_SECS` seconds (default 60):
+/// `QCONFORM_FUZZ_SECS=600 cargo test -p qconform-plan --release --test fuzz -- --ignored
+/// --nocapture`. Inputs are mutated corpus domains (`cases/*/domain.xml`), generated
+/// domains and arbitrary text, each planned against one of the 15 recorded snapshots.
+/// Fails on a panic, on an input that takes longer than `QCONFORM_FUZZ_INPUT_SECS`
+/// (default 10) or on an accepted plan whose argv or addresses use a QEMU id, a PCI
+/// bus/slot/function or a CCW devno twice; the offending inputs are printed.
+#[test]
+#[ignore = "runs for QCONFORM_FUZZ_SECS seconds; run with --ignored"]
+fn fuzz_for_a_while() {
+    let secs = |var: &str, default: u64| {
+        std::env::var(var).ok().map_or(default, |v| {
+            v.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{var}={v}: not a number"))
+        })
+    };
+    let budget = Duration::from_secs(secs("QCONFORM_FUZZ_SECS", 60));
+    let cap = Duration::from_secs(secs("QCONFORM_FUZZ_INPUT_SECS", 10));
+    // Load every snapshot before the clock starts.
+    for i in 0..15 {
+        caps_for(i);
+    }
+    corpus();
+
+    // The planner runs on a worker thread so that an input that never ends is seen.
+    let (to_worker, inputs) = mpsc::channel::<(String, usize)>();
+    let (to_main, outcomes) = mpsc::channel::<Result<Result<Option<String>, ()>, String>>();
+    std::thread::spawn(move || {
+        for (xml, i) in inputs {
+            let caps = caps_for(i);
+            let r = std::panic::catch_unwind(|| match qconform_plan::plan(&xml, caps) {
+                Ok(p) => Ok(plan_violation(&p)),
+                Err(_) => Err(()),
+            })
+            .map_err(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default()
+            });
+            if to_main.send(r).is_err() {
+                break;
+            }
+        }
+    });
+
+    let strategy = fuzz_input();
+    let mut runner = TestRunner::default();
+    let mut n = Counts::default();
+    let mut bad: Vec<String> = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let (xml, i) = strategy
+            .new_tree(&mut runner)
+            .expect("strategy generates")
+            .current();
+        n.inputs += 1;
+        to_worker.send((xml.clone(), i)).expect("worker alive");
+        let snapshot = format!(
+            "{:?} {}",
+            caps_for(i).probe.qemu_version,
+            caps_for(i).probe.arch
+        );
+        match outcomes.recv_timeout(cap) {
+            Ok(Ok(Ok(None))) => n.accepted += 1,
+            Ok(Ok(Err(()))) => n.rejected += 1,
+            Ok(Ok(Ok(Some(v)))) => {
+                n.accepted += 1;
+                let what = if v.contains("used twice") || v.contains("reused") {
+                    n.reuses += 1;
+                    "reuse"
+                } else {
+                    n.other += 1;
+                    "invariant"
+                };
+                keep(
+                    &mut bad,
+                    format!("{what} ({snapshot} #{i}): {v}\ninput:\n{xml}"),
+                );
+            }
+            Ok(Err(msg)) => {
+                n.panics += 1;
+                keep(
+                    &mut bad,
+                    format!("panic ({snapshot} #{i}): {msg}\ninput:\n{xml}"),
+                );
+            }
+            Err(_) => {
+                n.timeouts += 1;
+                bad.push(format!(
+                    "timeout ({snapshot} #{i}): over {}s\ninput:\n{xml}",
+                    cap.as_secs()
+                ));
+                // The worker is stuck; stop here.
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "fuzz: {} inputs in {:.0}s: {} accepted, {} rejected, {} panics, {} timeouts, {} accepted plans reusing an id or address, {} other invariant violations",
+        n.inputs,
+        start.elapsed().as_secs_f64(),
+        n.accepted,
+        n.rejected,
+        n.panics,
+        n.timeouts,
+        n.reuses,
+        n.other
+    );
+    assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+}
+
+/// Keeps the first few findings (all are counted).
+fn keep(bad: &mut Vec<String>, finding: String) {
+    if bad.len() < 10 {
+        bad.push(finding);
+    }
+}
+
+/// Found by the fuzz target: a virtio disk whose target name has no index (here empty) got
+/// `virtio-disk0`, the ids of `vda`. libvirt refuses such a name when no address is given
+/// (virDomainDiskDefAssignAddress in src/conf/domain_conf.c).
+#[test]
+fn disk_target_without_index_is_refused_not_numbered_zero() {
+    let disks = "<disk type='file' device='disk'><target dev='vda' bus='virtio'/></disk>\n\
+                 <disk type='file' device='disk'><target dev='' bus='virtio'/></disk>";
+    let xml = domain("x86_64", "q35", disks);
+    match qconform_plan::plan(&xml, latest("x86_64")) {
+        Ok(p) => panic!(
+            "accepted: {}",
+            argv_reuse(&p.argv).unwrap_or_else(|| p.argv.join(" "))
+        ),
+        Err(e) => assert!(e.to_string().contains("Unknown disk name ''"), "{e}"),
+    }
+}
+
+#[test]
+fn argv_reuse_sees_ids_and_addresses() {
+    let argv = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        argv_reuse(&argv(
+            "-device a,id=x,bus=pci.0,addr=0x1 -device b,id=y,bus=pci.0,addr=0x1.0x1"
+        )),
+        None
+    );
+    assert!(argv_reuse(&argv("-device a,id=x -device b,id=x")).is_some());
+    assert!(
+        argv_reuse(&argv(
+            "-device a,id=x,bus=pci.0,addr=0x2 -device b,id=y,bus=pci.0,addr=0x2.0x0"
+        ))
+        .is_some()
+    );
+    assert!(argv_reuse(&argv("-blockdev node-name=n -blockdev node-name=n")).is_some());
+    // `,,` is an escaped comma inside a value, not a separator.
+    assert_eq!(
+        argv_reuse(&argv("-device a,serial=1,,id=x,id=y -device b,id=x")),
+        None
+    );
 }

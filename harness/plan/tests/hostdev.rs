@@ -39,7 +39,7 @@ fn test_unassigned_function_takes_no_slot_but_keeps_its_alias_number() {
     let unknown = p
         .guest_pci
         .iter()
-        .filter(|l| l.ends_with("????: ????:????"))
+        .filter(|f| (f.class, f.vendor, f.device) == (None, None, None))
         .count();
     assert_eq!(unknown, 3);
     assert!(!p.host_resources.is_empty());
@@ -146,9 +146,9 @@ fn test_a_lone_function_above_0_is_not_seen_by_the_guest() {
     );
     let p = ok(&xml, latest(X86));
     assert!(
-        !p.guest_pci.iter().any(|l| l.starts_with("0000:00:05.")),
+        !guest(&p).iter().any(|l| l.starts_with("0000:00:05.")),
         "{:?}",
-        p.guest_pci
+        guest(&p)
     );
     assert!(p.warnings.iter().any(|w| w.contains("no function 0")));
 }
@@ -167,7 +167,10 @@ fn test_multifunction_off_with_other_functions_is_refused() {
         )),
     );
     let e = err(&xml, latest(X86));
-    assert!(e.message.contains("indicates single function"), "{e}");
+    assert!(
+        e.problem.message.contains("indicates single function"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -189,5 +192,5 @@ fn test_interface_hostdevs_are_numbered_first() {
 #[test]
 fn test_unassigned_only_for_pci_hostdevs() {
     let e = err(&domain(X86, "pc", &vdisk("vda", UNASSIGNED)), latest(X86));
-    assert!(e.message.contains("unassigned"), "{e}");
+    assert!(e.problem.message.contains("unassigned"), "{e}");
 }

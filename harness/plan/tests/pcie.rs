@@ -88,11 +88,12 @@ fn test_model_name_given_by_the_user_is_kept_and_checked() {
     );
     let e = err(&xml, latest(X86));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("is not valid for a PCI controller with model 'pcie-root-port'"),
         "{e}"
     );
-    assert_eq!(e.attribute.as_deref(), Some("name"));
+    assert_eq!(e.problem.attribute.as_deref(), Some("name"));
 }
 
 #[test]
@@ -121,7 +122,7 @@ fn test_switch_ports_get_chassis_and_port_defaults_and_guest_bus_numbers() {
     );
     assert_eq!(addr(&p, "net0"), "pci 03:00.0 bus=pci.3");
     assert_eq!(addr(&p, "virtio-disk0"), "pci 04:00.0 bus=pci.4");
-    let g = p.guest_pci.join("\n");
+    let g = guest(&p).join("\n");
     for l in [
         "0000:00:01.0 0604: 1b36:000c",
         "0000:01:00.0 0604: 104c:8232",
@@ -160,8 +161,8 @@ fn test_240_root_ports_fit_on_pcie_0_and_241_do_not() {
     let p = ok(&bare(X86, "q35", &ports(240)), latest(X86));
     assert_eq!(addr(&p, "pci.240"), "pci 00:1e.7 bus=pcie.0");
     let e = err(&bare(X86, "q35", &ports(241)), latest(X86));
-    assert!(e.message.contains("pci.241"), "{e}");
-    assert!(e.message.contains("pcie-root-port"), "{e}");
+    assert!(e.problem.message.contains("pci.241"), "{e}");
+    assert!(e.problem.message.contains("pcie-root-port"), "{e}");
 }
 
 #[test]
@@ -206,7 +207,8 @@ fn test_slot_above_zero_on_a_root_port_is_refused() {
     );
     let e = err(&xml, latest(X86));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("Invalid PCI address 0000:01:10.0. slot must be <= 0"),
         "{e}"
     );
@@ -222,7 +224,9 @@ fn test_two_ports_with_one_chassis_are_refused() {
     );
     let e = err(&xml, latest(X86));
     assert!(
-        e.message.contains("chassis 5 is already used by pci.1"),
+        e.problem
+            .message
+            .contains("chassis 5 is already used by pci.1"),
         "{e}"
     );
 }
@@ -233,11 +237,8 @@ fn test_virt_has_the_gpex_host_bridge_and_root_ports() {
     for v in VERSIONS {
         let p = ok(&xml, snap(v, "aarch64"));
         assert_eq!(addr(&p, "net0"), "pci 01:00.0 bus=pci.1");
-        assert_eq!(p.guest_pci[0], "0000:00:00.0 0600: 1b36:0008");
-        assert!(
-            p.guest_pci
-                .contains(&"0000:01:00.0 0200: 1af4:1041".to_string())
-        );
+        assert_eq!(guest(&p)[0], "0000:00:00.0 0600: 1b36:0008");
+        assert!(guest(&p).contains(&"0000:01:00.0 0200: 1af4:1041".to_string()));
     }
     let p = ok(
         &bare("riscv64", "virt", &nic("virtio", "")),
@@ -299,10 +300,9 @@ fn test_pseries_adds_a_phb_when_the_first_is_full() {
     assert_eq!(addr(&p, "net31"), "pci 01:01.0 bus=pci.1.0");
     assert!(device_arg(&p, "net31").contains("bus=pci.1.0,addr=0x1"));
     assert!(
-        p.guest_pci
-            .contains(&"0001:00:01.0 0200: 8086:100e".to_string()),
+        guest(&p).contains(&"0001:00:01.0 0200: 8086:100e".to_string()),
         "{:?}",
-        p.guest_pci
+        guest(&p)
     );
 }
 

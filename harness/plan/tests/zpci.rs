@@ -83,20 +83,25 @@ fn test_duplicate_uid_and_fid_are_refused() {
     };
     let e = err(&both("uid='3' fid='39'", "uid='3' fid='40'"), latest(S390));
     assert!(
-        e.message.contains("zPCI uid 0x0003 is already reserved"),
+        e.problem
+            .message
+            .contains("zPCI uid 0x0003 is already reserved"),
         "{e}"
     );
-    assert_eq!(e.element.as_deref(), Some("zpci"));
+    assert_eq!(e.problem.element.as_deref(), Some("zpci"));
     let e = err(&both("uid='3' fid='39'", "uid='4' fid='39'"), latest(S390));
     assert!(
-        e.message
+        e.problem
+            .message
             .contains("zPCI fid 0x00000027 is already reserved"),
         "{e}"
     );
     // Phase A order: a fid filled in for the first device collides with the second's.
     let e = err(&both("uid='3'", "fid='0'"), latest(S390));
     assert!(
-        e.message.contains("fid 0x00000000 is already reserved"),
+        e.problem
+            .message
+            .contains("fid 0x00000000 is already reserved"),
         "{e}"
     );
 }
@@ -114,11 +119,11 @@ fn test_uid_range_is_checked_at_parse_time() {
         );
         let e = err(&xml, latest(S390));
         assert!(
-            e.message.contains("must be > 0x0000 and <= 0xffff"),
+            e.problem.message.contains("must be > 0x0000 and <= 0xffff"),
             "{uid}: {e}"
         );
-        assert_eq!(e.attribute.as_deref(), Some("uid"));
-        assert!(e.line.is_some() && e.column.is_some());
+        assert_eq!(e.problem.attribute.as_deref(), Some("uid"));
+        assert!(e.problem.line.is_some() && e.problem.column.is_some());
     }
 }
 
@@ -166,10 +171,7 @@ fn test_a_pci_bridge_gets_its_own_zpci_device() {
     let z = arg_pos(&p, "zpci2");
     assert!(p.argv[z + 2].starts_with("pci-bridge,chassis_nr=1,id=pci.1,"));
     // Measured: the guest lists the endpoint in its own domain, never the bridge.
-    assert_eq!(
-        p.guest_pci,
-        vec!["0001:00:00.0 0200: 1af4:1041".to_string()]
-    );
+    assert_eq!(guest(&p), vec!["0001:00:00.0 0200: 1af4:1041".to_string()]);
 }
 
 #[test]
@@ -199,15 +201,9 @@ fn test_guest_sees_one_domain_per_uid_with_the_binary_s_virtio_ids() {
     );
     // QEMU 7.2 and 10.0 keep virtio transitional on s390x, 11.1 makes it modern.
     let p = ok(&xml, snap("7.2.22", S390));
-    assert_eq!(
-        p.guest_pci,
-        vec!["0003:00:00.0 0200: 1af4:1000".to_string()]
-    );
+    assert_eq!(guest(&p), vec!["0003:00:00.0 0200: 1af4:1000".to_string()]);
     let p = ok(&xml, snap("11.1.3", S390));
-    assert_eq!(
-        p.guest_pci,
-        vec!["0003:00:00.0 0200: 1af4:1041".to_string()]
-    );
+    assert_eq!(guest(&p), vec!["0003:00:00.0 0200: 1af4:1041".to_string()]);
 }
 
 #[test]
@@ -222,7 +218,9 @@ fn test_zpci_is_refused_where_the_binary_has_none() {
     );
     let e = err(&xml, latest("x86_64"));
     assert!(
-        e.message.contains("This QEMU binary doesn't support zPCI"),
+        e.problem
+            .message
+            .contains("This QEMU binary doesn't support zPCI"),
         "{e}"
     );
 }
@@ -241,7 +239,7 @@ fn test_s390x_has_a_pci_root_only_with_zpci() {
         &domain(S390, M, &nic("virtio", "<address type='pci'/>")),
         &testcaps::s390x(7, 2, false),
     );
-    assert!(e.message.contains("No PCI buses available"), "{e}");
+    assert!(e.problem.message.contains("No PCI buses available"), "{e}");
 }
 
 #[test]
@@ -253,7 +251,7 @@ fn test_no_pcie_topology_on_s390x() {
     );
     let e = err(&xml, latest(S390));
     assert!(
-        e.message.contains(
+        e.problem.message.contains(
             "a PCI slot is needed to connect a PCI controller model='pcie-root-port', but none is available, and it cannot be automatically added"
         ),
         "{e}"
@@ -272,7 +270,9 @@ fn test_multifunction_is_refused_on_s390x() {
     );
     let e = err(&xml, latest(S390));
     assert!(
-        e.message.contains("multifunction not supported in s390"),
+        e.problem
+            .message
+            .contains("multifunction not supported in s390"),
         "{e}"
     );
 }
@@ -293,10 +293,7 @@ fn test_vfio_pci_hostdev_on_s390x_gets_zpci_and_unknown_guest_ids() {
         "pci 00:01.0 bus=pci.0 zpci uid=0x0007 fid=0x00000000"
     );
     assert!(device_arg(&p, "hostdev0").starts_with("vfio-pci,host=0001:00:00.0,"));
-    assert_eq!(
-        p.guest_pci,
-        vec!["0007:00:00.0 ????: ????:????".to_string()]
-    );
+    assert_eq!(guest(&p), vec!["0007:00:00.0 ????: ????:????".to_string()]);
     assert!(
         p.warnings
             .iter()

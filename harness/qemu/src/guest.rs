@@ -414,6 +414,7 @@ pub async fn boot(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    let mark = crate::qmp::LaunchMark::apply(&mut cmd);
     let start = Instant::now();
     let mut child = crate::qmp::spawn_not_busy(&mut cmd)
         .await
@@ -429,6 +430,7 @@ pub async fn boot(
         if let Some(p) = pgid {
             let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
         }
+        mark.kill_all();
     };
     let stderr_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let stderr_task = child.stderr.take().map(|mut pipe| {

@@ -8,16 +8,17 @@
 //! * [`try_argv`] tells whether QEMU accepts a hand-written command line at all, with its
 //!   exit status and error text when it refuses.
 //! * [`observe_numbered`], [`observe_frozen`] and [`observe_zpci`] turn those replies into
-//!   the guest view (`DDDD:BB:SS.F CCCC: VVVV:DDDD` lines) that the plan predicts, marking
+//!   the functions of the guest view that the plan predicts, marking
 //!   functions QEMU lists but a guest never enumerates (a function at slot ≠ 0 behind a
 //!   PCIe root or downstream port) instead of dropping them.
-//! * [`render_observed`] lines observed functions up with predicted lines for a text diff.
+//! * [`render_observed`] lines observed functions up with the predicted
+//!   [`GuestPciFunction`]s for a text diff.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use qconform_caps::{QtreeBus, QtreeDevice, parse_qtree};
+use qconform_caps::{GuestPciFunction, QtreeBus, QtreeDevice, parse_qtree};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -828,79 +829,21 @@ fn sort_observed(v: &mut [ObservedFunction]) {
     v.sort_by_key(|f| (f.domain, f.bus, f.slot, f.function));
 }
 
-/// A predicted guest-view line, parsed. `None` fields are `????` (unknown identity).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewLine {
-    /// `DDDD:BB:SS.F`, lowercase.
-    pub address: String,
-    /// Class.
-    pub class: Option<u16>,
-    /// Vendor.
-    pub vendor: Option<u16>,
-    /// Device.
-    pub device: Option<u16>,
-}
-
-fn hex_or_unknown(s: &str) -> Result<Option<u16>, String> {
-    if s == "????" {
-        Ok(None)
-    } else {
-        u16::from_str_radix(s, 16)
-            .map(Some)
-            .map_err(|_| format!("{s:?} is not 4 hex digits"))
-    }
-}
-
-/// Parses `DDDD:BB:SS.F CCCC: VVVV:DDDD`.
-pub fn parse_view_line(line: &str) -> Result<ViewLine, String> {
-    let bad = |why: String| format!("guest-view line {line:?}: {why}");
-    let mut parts = line.split_whitespace();
-    let (Some(addr), Some(class), Some(ids), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("expected `DDDD:BB:SS.F CCCC: VVVV:DDDD`".into()));
-    };
-    let class = class
-        .strip_suffix(':')
-        .ok_or_else(|| bad("class must end with ':'".into()))?;
-    let (v, d) = ids
-        .split_once(':')
-        .ok_or_else(|| bad("expected VVVV:DDDD".into()))?;
-    Ok(ViewLine {
-        address: addr.to_ascii_lowercase(),
-        class: hex_or_unknown(class).map_err(&bad)?,
-        vendor: hex_or_unknown(v).map_err(&bad)?,
-        device: hex_or_unknown(d).map_err(&bad)?,
-    })
-}
-
-fn fmt_opt(v: Option<u16>) -> String {
-    v.map_or_else(|| "????".to_owned(), |x| format!("{x:04x}"))
-}
-
-/// Renders a predicted line in canonical form (lowercase hex).
-pub fn render_view_line(l: &ViewLine) -> String {
-    format!(
-        "{} {}: {}:{}",
-        l.address,
-        fmt_opt(l.class),
-        fmt_opt(l.vendor),
-        fmt_opt(l.device)
-    )
-}
-
 /// Renders the visible observed functions as guest-view lines, lined up with the
 /// prediction so that a text comparison is meaningful: a `????` field of the predicted
 /// line at the same address is rendered as `????`, and a class known only by description
 /// is rendered as the predicted code when the descriptions agree (otherwise as
 /// `[description]`, which differs visibly).
-pub fn render_observed(expected: &[ViewLine], observed: &[ObservedFunction]) -> Vec<String> {
-    let by_addr: BTreeMap<&str, &ViewLine> =
-        expected.iter().map(|l| (l.address.as_str(), l)).collect();
+pub fn render_observed(
+    expected: &[GuestPciFunction],
+    observed: &[ObservedFunction],
+) -> Vec<String> {
+    let by_addr: BTreeMap<(u32, u32, u32, u32), &GuestPciFunction> =
+        expected.iter().map(|l| (l.key(), l)).collect();
     let mut out = Vec::new();
     for f in observed.iter().filter(|f| f.hidden.is_none()) {
         let addr = f.address();
-        let exp = by_addr.get(addr.as_str());
+        let exp = by_addr.get(&(f.domain, f.bus, f.slot, f.function));
         let class = match (exp.map(|e| e.class), &f.class) {
             (Some(None), _) => "????".to_owned(),
             (Some(Some(c)), obs) if class_matches(obs, c) => format!("{c:04x}"),
@@ -918,11 +861,6 @@ pub fn render_observed(expected: &[ViewLine], observed: &[ObservedFunction]) -> 
         out.push(format!("{addr} {class}: {vendor}:{device}"));
     }
     out
-}
-
-/// Canonical form of predicted lines (parsed and rendered), with parse errors.
-pub fn canonical_expected(lines: &[String]) -> Result<Vec<ViewLine>, String> {
-    lines.iter().map(|l| parse_view_line(l)).collect()
 }
 
 /// Sorted set of the addresses of hidden functions with their reasons.
@@ -957,6 +895,21 @@ pub fn hidden_functions(observed: &[ObservedFunction]) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn view(
+        (domain, bus, slot, function): (u32, u32, u32, u32),
+        id: Option<(u16, u16, u16)>,
+    ) -> GuestPciFunction {
+        GuestPciFunction {
+            domain,
+            bus,
+            slot,
+            function,
+            class: id.map(|i| i.0),
+            vendor: id.map(|i| i.1),
+            device: id.map(|i| i.2),
+        }
+    }
 
     fn dev(bus: u64, slot: u64, class: u64, vendor: u64, device: u64, id: &str) -> Value {
         json!({"bus": bus, "slot": slot, "function": 0, "class_info": {"class": class},
@@ -999,11 +952,10 @@ mod tests {
             hidden[0].starts_with("0000:07:01.0 0200: 8086:100e (nic2)"),
             "{hidden:?}"
         );
-        let exp = canonical_expected(&[
-            "0000:00:00.0 0600: 8086:29c0".into(),
-            "0000:00:04.0 0604: 1b36:000c".into(),
-        ])
-        .expect("lines");
+        let exp = [
+            view((0, 0, 0, 0), Some((0x600, 0x8086, 0x29c0))),
+            view((0, 0, 4, 0), Some((0x604, 0x1b36, 0xc))),
+        ];
         assert_eq!(
             render_observed(&exp, &obs),
             [
@@ -1023,11 +975,10 @@ mod tests {
             t == "pcie-root-port" || t == "xio3130-downstream"
         })
         .expect("obs");
-        let exp = canonical_expected(&[
-            "0000:00:00.0 0600: 1b36:0008".into(),
-            "0000:04:00.0 0200: 1af4:1041".into(),
-        ])
-        .expect("lines");
+        let exp = [
+            view((0, 0, 0, 0), Some((0x600, 0x1b36, 8))),
+            view((0, 4, 0, 0), Some((0x200, 0x1af4, 0x1041))),
+        ];
         assert_eq!(
             render_observed(&exp, &obs),
             [
@@ -1075,10 +1026,8 @@ mod tests {
     }
 
     #[test]
-    fn test_view_lines_and_wildcards() {
-        let l = parse_view_line("0000:01:00.0 ????: ????:????").expect("line");
-        assert_eq!(l.class, None);
-        assert!(parse_view_line("0000:01:00.0 0200 8086:100e").is_err());
+    fn test_unknown_predicted_identity_is_rendered_as_wildcards() {
+        let l = view((0, 1, 0, 0), None);
         let obs = [ObservedFunction {
             domain: 0,
             bus: 1,

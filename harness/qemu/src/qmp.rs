@@ -2,14 +2,17 @@
 //!
 //! The transport is ours rather than a generated client's because the harness talks to many
 //! QEMU releases at once: every message is kept as a [`serde_json::Value`], events QEMU has
-//! invented since are simply stored, lines may be arbitrarily long (`query-qmp-schema` is
-//! about 250 KB on one line) and every wait has a deadline.
+//! invented since are simply stored, lines may be long (`query-qmp-schema` is about 250 KB on
+//! one line) but not endless ([`MAX_LINE`]), and every wait has a deadline.
 //!
 //! Process hygiene: QEMU is started in its own process group with `kill_on_drop`, its stderr
 //! is read concurrently into a bounded tail, [`Qemu::quit`] sends QMP `quit`, waits, then
 //! kills the whole group; dropping a [`Qemu`] kills the group too. A launcher script that
 //! `exec`s QEMU works as well as the binary itself, and so does a launcher that does not
-//! (its children share the group and die with it).
+//! (its children share the group and die with it). Descendants that left the group (`setsid`)
+//! are found by a per-launch environment mark and killed with it ([`LaunchMark`]), and QEMU
+//! gets SIGKILL from the kernel if the thread that started it dies, so that killing
+//! qconform with SIGKILL or SIGHUP does not leave QEMU running.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -208,6 +211,13 @@ impl QemuError {
     }
 }
 
+/// Longest QMP line accepted, in bytes. Every QMP message is one line, and the longest
+/// QEMU sends us is the `query-qmp-schema` reply: 248,378 bytes measured on QEMU 11.1
+/// (aarch64 and x86_64; `qom-list-types` is about 64 KB). 64 MiB is more than 250 times
+/// that, room for many releases of growth, while a peer that streams bytes without a
+/// newline is stopped long before memory runs out.
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
 /// Bytes of stderr kept (the tail); QEMU's refusals are one line, warnings a few.
 const STDERR_KEEP: usize = 64 * 1024;
 
@@ -223,6 +233,7 @@ pub struct Qemu {
     program: PathBuf,
     child: Child,
     pgid: Option<rustix::process::Pid>,
+    mark: LaunchMark,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     line: Vec<u8>,
@@ -257,6 +268,7 @@ impl Qemu {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        let mark = LaunchMark::apply(&mut cmd);
         let mut child = spawn_not_busy(&mut cmd)
             .await
             .map_err(|source| QemuError::Spawn {
@@ -274,6 +286,7 @@ impl Qemu {
             if let Some(p) = pgid {
                 let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
             }
+            mark.kill_all();
             return Err(QemuError::Io {
                 program,
                 source: std::io::Error::other("child stdio pipes missing"),
@@ -285,6 +298,7 @@ impl Qemu {
             program,
             child,
             pgid,
+            mark,
             stdin: Some(stdin),
             stdout: BufReader::with_capacity(256 * 1024, stdout),
             line: Vec::new(),
@@ -529,12 +543,14 @@ impl Qemu {
         stdin.flush().await
     }
 
-    /// Reads one non-empty line and parses it as JSON.
+    /// Reads one non-empty line (at most [`MAX_LINE`] bytes) and parses it as JSON.
     async fn read_message(&mut self, deadline: Instant, phase: &str) -> Result<Value, Pending> {
         loop {
             self.line.clear();
-            let n = match timeout_at(deadline, self.stdout.read_until(b'\n', &mut self.line)).await
-            {
+            // One byte more than the bound tells a line of exactly MAX_LINE bytes from a
+            // longer one.
+            let mut bounded = (&mut self.stdout).take(MAX_LINE as u64 + 1);
+            let n = match timeout_at(deadline, bounded.read_until(b'\n', &mut self.line)).await {
                 Err(_) => {
                     return Err(Pending::Timeout {
                         phase: phase.into(),
@@ -546,6 +562,19 @@ impl Qemu {
             if n == 0 {
                 return Err(Pending::Eof {
                     phase: phase.into(),
+                });
+            }
+            if self.line.len() > MAX_LINE {
+                let start =
+                    String::from_utf8_lossy(self.line.get(..200).unwrap_or_default()).into_owned();
+                self.line = Vec::new();
+                return Err(Pending::Protocol {
+                    phase: phase.into(),
+                    detail: format!(
+                        "a line longer than {} MiB (no newline), starting: {}",
+                        MAX_LINE >> 20,
+                        shorten(&start)
+                    ),
                 });
             }
             let text = String::from_utf8_lossy(&self.line);
@@ -565,6 +594,7 @@ impl Qemu {
             // ESRCH (group already gone) is the normal case after a clean quit.
             let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
         }
+        self.mark.kill_all();
     }
 
     /// Kills the group and reaps QEMU. `grace` is how long QEMU may take to finish exiting
@@ -663,6 +693,10 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         if self.exit.is_none() {
             self.kill_group();
+        } else {
+            // QEMU is gone, but something it (or its launcher) started in another
+            // session may not be.
+            self.mark.kill_all();
         }
         if let Some(t) = self.stderr_task.take() {
             t.abort();
@@ -744,6 +778,7 @@ fn shorten(s: &str) -> String {
 pub(crate) async fn spawn_not_busy(
     cmd: &mut tokio::process::Command,
 ) -> std::io::Result<tokio::process::Child> {
+    refuse_unknown_format(Path::new(cmd.as_std().get_program()))?;
     let mut tries = 0;
     loop {
         match cmd.spawn() {
@@ -753,5 +788,140 @@ pub(crate) async fn spawn_not_busy(
             }
             other => return other,
         }
+    }
+}
+
+/// Fails with `ENOEXEC` for a program file that is neither a script (`#!`) nor ELF.
+///
+/// The kernel refuses such a file with `ENOEXEC`, but a spawn with a `pre_exec` hook (see
+/// [`die_with_parent`]) goes through the C library's `execvp`, which then runs the file
+/// with `/bin/sh` instead, so a text file given as a QEMU binary would be run as a shell
+/// script. Checked by path only; a bare name found through `PATH` is left to `execvp`, and
+/// a file we cannot read is left to the kernel to judge.
+fn refuse_unknown_format(program: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    if program.components().count() < 2 {
+        return Ok(());
+    }
+    let Ok(mut f) = std::fs::File::open(program) else {
+        return Ok(());
+    };
+    let mut head = [0u8; 4];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(head.get_mut(n..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            // A directory and the like: the kernel's refusal is the better message.
+            Err(_) => return Ok(()),
+        }
+    }
+    let head = head.get(..n).unwrap_or_default();
+    if head.starts_with(b"#!") || head == b"\x7fELF" {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(
+            rustix::io::Errno::NOEXEC.raw_os_error(),
+        ))
+    }
+}
+
+/// Environment variable that marks every process of one launch (its value is unique per
+/// launch). Descendants inherit it through `fork` and `exec`, including those that leave the
+/// process group with `setsid`, so the launch can find and kill all of them. A descendant
+/// that clears its environment escapes the mark (no QEMU launcher does that).
+pub const LAUNCH_ENV: &str = "QCONFORM_LAUNCH";
+
+/// The mark of one launch; see [`LAUNCH_ENV`].
+#[derive(Debug, Clone)]
+pub(crate) struct LaunchMark {
+    /// `QCONFORM_LAUNCH=<value>`, as it appears in `/proc/<pid>/environ`.
+    entry: Vec<u8>,
+}
+
+impl LaunchMark {
+    /// Marks `cmd` with a fresh launch mark and makes its process die with this thread.
+    pub(crate) fn apply(cmd: &mut Command) -> LaunchMark {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let value = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        cmd.env(LAUNCH_ENV, &value);
+        die_with_parent(cmd);
+        LaunchMark {
+            entry: format!("{LAUNCH_ENV}={value}").into_bytes(),
+        }
+    }
+
+    /// SIGKILLs every process that carries this mark. Passes repeat until one finds none
+    /// alive, so that a process forked during a pass is caught by the next; a killed
+    /// process cannot fork any more, so this ends. Processes of other users cannot be read
+    /// and cannot carry our mark.
+    pub(crate) fn kill_all(&self) {
+        for _ in 0..10 {
+            let marked = self.find();
+            if marked.is_empty() {
+                return;
+            }
+            for pid in marked {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+
+    /// Live processes carrying the mark (zombies have an empty environment).
+    fn find(&self) -> Vec<rustix::process::Pid> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let own = std::process::id();
+        dir.filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| pid != own)
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == self.entry))
+            })
+            .filter_map(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?))
+            .collect()
+    }
+}
+
+/// Makes the child get SIGKILL when the thread that spawns it dies, however it dies
+/// (`prctl(PR_SET_PDEATHSIG)`; the setting survives the `exec` of QEMU or of a launcher
+/// and of the launcher's `exec` of QEMU). Without it a qconform killed by SIGKILL, or by a
+/// signal it does not handle, leaves QEMU running, reparented to init: QEMU sits in its own
+/// process group, so no terminal signal reaches it either.
+///
+/// Callers spawn from tokio worker threads or from a thread that `block_on`s the session,
+/// both of which live as long as the session's handle, so the signal does not come early.
+///
+/// The only `unsafe` in the workspace. The parent-death signal must be set in the child,
+/// between `fork` and `exec`, and the only hook there is `pre_exec`, which is `unsafe`
+/// because the closure runs in a forked copy of a multi-threaded process. A safe launcher
+/// step (util-linux `setpriv --pdeathsig PROGRAM`) was rejected: it adds a run-time
+/// dependency, and as the program is then started by another process, a missing or
+/// unexecutable program becomes exit 127 with text on stderr instead of the spawn error,
+/// and `ETXTBSY` is no longer seen by [`spawn_not_busy`].
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure only makes two system calls (`prctl`, `getppid`) through rustix,
+    // which neither allocate nor take locks, so it is async-signal-safe as `pre_exec`
+    // requires; it touches no memory shared with other threads.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The parent may have died between fork and prctl: then no signal would come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
+            }
+            Ok(())
+        });
     }
 }

@@ -212,3 +212,165 @@ async fn test_drop_kills_the_process_group() {
     drop(q);
     assert!(!group_alive(pgid), "QEMU survived the drop of its handle");
 }
+
+#[tokio::test]
+async fn test_endless_line_is_a_protocol_error_not_an_abort() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A hostile peer: a valid greeting, then bytes without a newline, forever. Without a
+    // bound the reader grows until the allocator aborts the whole process.
+    let prog = script(
+        dir.path(),
+        "endless",
+        "echo '{\"QMP\": {\"version\": {}, \"capabilities\": []}}'\n\
+         yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | tr -d '\\n'\n",
+    );
+    let err = Qemu::spawn(&prog, &[], Timeouts::default())
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, QemuError::Protocol { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("endless"), "names the binary: {text}");
+    assert!(
+        text.contains(&format!(
+            "longer than {} MiB",
+            qconform_qemu::qmp::MAX_LINE >> 20
+        )),
+        "{text}"
+    );
+    assert!(text.contains("xxxxxxxx"), "shows how it started: {text}");
+    assert!(!script_group_alive(dir.path()), "the peer was left running");
+}
+
+/// Whether the process `pid` is gone or a zombie, after giving it up to 5 s.
+fn process_ended(pid: u32) -> bool {
+    for _ in 0..250 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            // The state follows the parenthesised command name.
+            Ok(stat)
+                if stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+fn read_pid(path: &Path) -> u32 {
+    for _ in 0..250 {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && let Ok(p) = t.trim().parse()
+        {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} was not written", path.display());
+}
+
+#[tokio::test]
+async fn test_a_descendant_that_left_the_group_dies_with_the_launch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gpid = dir.path().join("gpid");
+    // The launcher starts a process in a session of its own (so killing the launch's
+    // process group does not reach it), then fails to speak QMP.
+    let prog = script(
+        dir.path(),
+        "escaper",
+        &format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 1000' </dev/null >/dev/null 2>&1 &\n\
+             while [ ! -s {} ]; do sleep 0.01; done\n\
+             echo 'not QMP'\nsleep 1000\n",
+            gpid.display(),
+            gpid.display()
+        ),
+    );
+    let err = Qemu::spawn(&prog, &[], short())
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, QemuError::Protocol { .. }), "{err}");
+    let escaped = read_pid(&gpid);
+    let alive = !process_ended(escaped);
+    if alive {
+        // Ours: the test started it.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &escaped.to_string()])
+            .status();
+    }
+    assert!(
+        !alive,
+        "the setsid grandchild {escaped} survived the launch"
+    );
+}
+
+#[tokio::test]
+async fn test_a_descendant_that_left_the_group_dies_when_qemu_quits() {
+    let Some(m) = matrix_or_skip("test_a_descendant_that_left_the_group_dies_when_qemu_quits")
+    else {
+        return;
+    };
+    let e = m.first().expect("entry");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gpid = dir.path().join("gpid");
+    let prog = script(
+        dir.path(),
+        "launcher",
+        &format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 1000' </dev/null >/dev/null 2>&1 &\n\
+             exec '{}' \"$@\"\n",
+            gpid.display(),
+            e.launcher.display()
+        ),
+    );
+    let q = Qemu::spawn(&prog, &base_args(), Timeouts::default())
+        .await
+        .expect("spawn");
+    let escaped = read_pid(&gpid);
+    let (exit, stderr) = q.quit().await;
+    assert!(exit.success(), "{exit}: {stderr}");
+    let alive = !process_ended(escaped);
+    if alive {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &escaped.to_string()])
+            .status();
+    }
+    assert!(
+        !alive,
+        "the setsid grandchild {escaped} survived the session"
+    );
+}
+
+#[test]
+fn test_qemu_dies_with_the_thread_that_started_it() {
+    let Some(m) = matrix_or_skip("test_qemu_dies_with_the_thread_that_started_it") else {
+        return;
+    };
+    let e = m.first().expect("entry").clone();
+    // Start QEMU on a thread of its own, then lose the handle without dropping it (as a
+    // SIGKILL of qconform would: no destructor, no kill) and let the thread end.
+    let pid = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let q = rt
+            .block_on(Qemu::spawn(&e.launcher, &base_args(), Timeouts::default()))
+            .expect("spawn");
+        let pid = q.pid().expect("pid");
+        std::mem::forget(q);
+        pid
+    })
+    .join()
+    .expect("thread");
+    let ended = process_ended(pid);
+    if !ended {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    assert!(ended, "QEMU {pid} outlived the thread that started it");
+}

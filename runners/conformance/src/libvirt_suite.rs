@@ -28,8 +28,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
-use qconform_plan::{PlanError, PlanErrorKind, plan};
+use qconform_plan::{AddressKind, PlanError, PlanErrorKind, plan};
 use qconform_reports::suite::{
     DeviceDiff, Parity, SuiteCaseResult, SuiteClass, SuiteSection, SuiteSummary,
 };
@@ -193,12 +194,16 @@ pub struct TestData {
     pub decls: BTreeMap<String, Decl>,
 }
 
-fn output_name_re() -> Regex {
-    // NAME.ARCH-VERSION[+VARIANT][.abi-update].(args|err); NAME may contain dots.
+/// `NAME.ARCH-VERSION[+VARIANT][.abi-update].(args|err)`; NAME may contain dots.
+static OUTPUT_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"^(?P<name>.+)\.(?P<arch>[a-z0-9_]+)-(?P<ver>latest|[0-9]+\.[0-9]+\.[0-9]+)(?P<var>\+[A-Za-z0-9_]+)?(?P<abi>\.abi-update)?\.(?P<ext>args|err)$",
     )
     .unwrap_or_else(|e| panic!("output file pattern: {e}"))
+});
+
+fn output_name_re() -> &'static Regex {
+    &OUTPUT_NAME
 }
 
 /// Lists the cases of an installed data root.
@@ -868,16 +873,16 @@ fn unrelated_refusal(e: &PlanError) -> Option<String> {
     if e.kind == PlanErrorKind::BadInput {
         return Some(format!("qconform cannot read the domain: {e}"));
     }
-    if e.message.contains("is not available in QEMU") {
+    if e.problem.message.contains("is not available in QEMU") {
         return Some(format!(
             "the snapshot lacks a device type libvirt's capabilities have: {}",
-            e.message
+            e.problem.message
         ));
     }
-    if e.message.contains("has no such machine") {
+    if e.problem.message.contains("has no such machine") {
         return Some(format!(
             "the snapshot lacks the machine type: {}",
-            e.message
+            e.problem.message
         ));
     }
     None
@@ -910,8 +915,10 @@ fn replay_case(
         ));
         return r;
     }
-    let decl_key = case.id.trim_end_matches(".abi-update");
-    if let Some(d) = decls.get(decl_key) {
+    let decl = decls
+        .get(&case.id)
+        .or_else(|| decls.get(case.id.trim_end_matches(".abi-update")));
+    if let Some(d) = decl {
         let mut what = Vec::new();
         if !d.caps_added.is_empty() {
             what.push(format!("adds {}", d.caps_added.join(", ")));
@@ -956,7 +963,7 @@ fn replay_case(
                 || p.devices.contains_key("pcie.0")
                 || p.devices
                     .values()
-                    .any(|d| d.kind == "pci" || d.kind == "ccw");
+                    .any(|d| matches!(d.kind, AddressKind::Pci | AddressKind::Ccw));
             if !modelled && ours.is_empty() && !theirs.is_empty() {
                 r.detail = Some(format!(
                     "qconform models no PCI or CCW bus on machine {} (libvirt places {} devices)",
@@ -1244,5 +1251,122 @@ mod tests {
             .expect_err("empty reason");
         assert!(err.to_string().contains("\"a\""), "{err}");
         assert!(Exceptions::parse("[baseline]\nagre = 3\n", p).is_err());
+    }
+
+    #[test]
+    fn pairs_a_device_without_id_by_driver() {
+        let l = placements(&argv(
+            "-device '{\"driver\":\"pvpanic-pci\",\"bus\":\"pcie.0\",\"addr\":\"0x1\"}'",
+        ));
+        let o = placements(&argv("-device pvpanic-pci,id=panic0,bus=pcie.0,addr=0x1"));
+        assert_eq!(compare(&l, &o), (1, Vec::new()));
+        let o = placements(&argv("-device pvpanic-pci,id=panic0,bus=pci.2,addr=0x1"));
+        let (eq, d) = compare(&l, &o);
+        assert_eq!(eq, 0);
+        assert_eq!(d[0].device, "panic0 (pvpanic-pci, no id on one side)");
+        // pSeries host bridges: the bus of `pci.2` is `pci.2.0`
+        assert_eq!(pci_bus_index("pci.2.0"), Some(2));
+        assert_eq!(pci_bus_index("pcie.0"), Some(0));
+        assert_eq!(pci_bus_index("usb.0"), None);
+    }
+
+    const DOMAIN: &str = "<domain type='qemu'><name>a</name><memory>524288</memory>\
+        <os><type arch='x86_64' machine='pc'>hvm</type></os><devices>\
+        <controller type='usb' model='none'/><memballoon model='none'/>\
+        <interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/></interface>\
+        </devices></domain>";
+
+    fn net_args(slot: u32) -> String {
+        format!(
+            "/usr/bin/qemu-system-x86_64 \\\n-device '{{\"driver\":\"virtio-net-pci\",\"netdev\":\"n\",\"id\":\"net0\",\"bus\":\"pci.0\",\"addr\":\"0x{slot:x}\"}}' \\\n-msg timestamp=on\n"
+        )
+    }
+
+    /// A replay over a made-up data root: one agreeing case, one disagreeing, one refused by
+    /// both, one on an arch without snapshots; checked against exception lists.
+    #[test]
+    fn replay_classes_and_checks_the_baseline() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join(DATA_DIR);
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let w = |n: &str, t: &str| std::fs::write(data.join(n), t).expect("write");
+        for n in ["pci-a", "pci-b", "pci-c", "pci-d"] {
+            w(&format!("{n}.xml"), DOMAIN);
+        }
+        w("pci-a.x86_64-latest.args", &net_args(2));
+        w("pci-b.x86_64-latest.args", &net_args(3));
+        w(
+            "pci-c.xml",
+            &DOMAIN.replace("machine='pc'", "machine='nosuch'"),
+        );
+        w(
+            "pci-c.x86_64-latest.err",
+            "unsupported configuration: no machine\n",
+        );
+        w("pci-d.sparc-latest.args", &net_args(2));
+        w("unrelated.xml", DOMAIN);
+        w("unrelated.x86_64-latest.args", &net_args(2));
+        std::fs::write(tmp.path().join(TEST_SOURCE), "").expect("write");
+        let td = load_test_data(tmp.path()).expect("data");
+        assert_eq!(td.cases.len(), 5);
+        let caps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../capsdata");
+        let snaps = crate::load_snapshots(&caps, Some(&["caps_11.1.3_x86_64.json".to_owned()]));
+        assert_eq!(snaps.snapshots.len(), 1, "{:?}", snaps.errors);
+
+        let none = Exceptions::parse("[baseline]\nagree = 2\n", Path::new("e.toml")).expect("e");
+        let s = replay(&td, &snaps, &none, Options::default()).expect("replay");
+        let classes: Vec<(&str, SuiteClass)> =
+            s.cases.iter().map(|c| (c.id.as_str(), c.class)).collect();
+        assert_eq!(
+            classes,
+            vec![
+                ("pci-a.x86_64-latest", SuiteClass::Agree),
+                ("pci-b.x86_64-latest", SuiteClass::Disagree),
+                ("pci-c.x86_64-latest", SuiteClass::Agree),
+                ("pci-d.sparc-latest", SuiteClass::NotComparable),
+            ]
+        );
+        assert_eq!(
+            s.parity.line(),
+            "2/3 agree, 0 refused by us only, 0 accepted by us only, 1 disagree, 1 not comparable"
+        );
+        assert_eq!(s.cases[1].diffs[0].libvirt.as_deref(), Some("pci 00:03.0"));
+        assert_eq!(s.cases[1].diffs[0].ours.as_deref(), Some("pci 00:02.0"));
+        assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+        assert!(
+            s.problems[0].starts_with("pci-b.x86_64-latest disagree"),
+            "{:?}",
+            s.problems
+        );
+
+        let listed = Exceptions::parse(
+            "[baseline]\nagree = 2\n[exceptions]\n\"pci-b.x86_64-latest\" = \"why\"\n",
+            Path::new("e.toml"),
+        )
+        .expect("e");
+        let s = replay(&td, &snaps, &listed, Options::default()).expect("replay");
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(s.parity.listed_exceptions, 1);
+
+        let stale = Exceptions::parse(
+            "[baseline]\nagree = 3\n[exceptions]\n\"pci-b.x86_64-latest\" = \"why\"\n\"pci-a.x86_64-latest\" = \"old\"\n",
+            Path::new("e.toml"),
+        )
+        .expect("e");
+        let s = replay(&td, &snaps, &stale, Options::default()).expect("replay");
+        assert_eq!(s.problems.len(), 2, "{:?}", s.problems);
+        assert!(
+            s.problems
+                .iter()
+                .any(|p| p.contains("stale exception pci-a"))
+        );
+        assert!(
+            s.problems
+                .iter()
+                .any(|p| p.contains("fewer than the baseline 3"))
+        );
+
+        let all = replay(&td, &snaps, &listed, Options { all: true }).expect("replay");
+        assert_eq!(all.cases.len(), 5);
     }
 }

@@ -126,9 +126,10 @@ pub fn golden_texts(result: &Result<PlanView, PlanRejection>) -> Vec<(&'static s
     }
 }
 
-fn lines_text(lines: &[String]) -> String {
-    let mut s = lines.join("\n");
-    if !s.is_empty() {
+fn lines_text(lines: &[impl std::fmt::Display]) -> String {
+    let mut s = String::new();
+    for l in lines {
+        s.push_str(&l.to_string());
         s.push('\n');
     }
     s

@@ -3,28 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use qconform_caps::Snapshot;
-
-/// Where the core placed one device, as the runner uses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceView {
-    /// Address kind (`pci`, `ccw`, `drive`, ...).
-    pub kind: String,
-    /// QEMU bus id the device is plugged into (`pcie.0`, `pci.1`, ...), when known.
-    pub bus_alias: Option<String>,
-    /// Index of the controller providing the PCI bus.
-    pub bus: Option<u32>,
-    /// Slot.
-    pub slot: Option<u32>,
-    /// Function.
-    pub function: Option<u32>,
-    /// zPCI uid (s390x).
-    pub zpci_uid: Option<u32>,
-    /// zPCI fid (s390x).
-    pub zpci_fid: Option<u32>,
-    /// CCW devno (`fe.0.0001`).
-    pub ccw_devno: Option<String>,
-}
+use qconform_caps::{GuestPciFunction, Snapshot};
+use qconform_plan::DeviceAddress;
 
 /// An accepted plan.
 #[derive(Debug, Clone)]
@@ -37,15 +17,15 @@ pub struct PlanView {
     pub argv_text: String,
     /// Golden text of the address map.
     pub addresses_text: String,
-    /// Guest view lines.
-    pub guest_pci: Vec<String>,
+    /// Guest view: the functions the guest enumerates.
+    pub guest_pci: Vec<GuestPciFunction>,
     /// Warnings.
     pub warnings: Vec<String>,
     /// Host resources the argv needs to launch (vfio devices, paths); empty when it
     /// launches anywhere.
     pub host_resources: Vec<String>,
-    /// Devices by alias.
-    pub devices: BTreeMap<String, DeviceView>,
+    /// Where the core placed each device, by alias.
+    pub devices: BTreeMap<String, DeviceAddress>,
 }
 
 /// A rejected plan: the error as the user sees it.
@@ -61,25 +41,7 @@ pub fn plan(domain_xml: &str, snap: &Snapshot) -> Result<PlanView, PlanRejection
         Ok(p) => Ok(PlanView {
             argv_text: p.argv_text(),
             addresses_text: p.addresses_text(),
-            devices: p
-                .devices
-                .iter()
-                .map(|(alias, d)| {
-                    (
-                        alias.clone(),
-                        DeviceView {
-                            kind: d.kind.clone(),
-                            bus_alias: d.bus_alias.clone(),
-                            bus: d.bus.map(u32::from),
-                            slot: d.slot.map(u32::from),
-                            function: d.function.map(u32::from),
-                            zpci_uid: d.zpci_uid,
-                            zpci_fid: d.zpci_fid,
-                            ccw_devno: d.ccw_devno.clone(),
-                        },
-                    )
-                })
-                .collect(),
+            devices: p.devices,
             machine: p.machine,
             argv: p.argv,
             guest_pci: p.guest_pci,

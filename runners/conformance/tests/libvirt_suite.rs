@@ -12,7 +12,7 @@
 //! `QCONFORM_CAPS_DIR` (default `capsdata/`). Without installed data the trial is ignored
 //! with the reason, except under `CI=true`, where it fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -25,7 +25,7 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-fn parity(workspace: &PathBuf) -> Result<Completion, Failed> {
+fn parity(workspace: &Path) -> Result<Completion, Failed> {
     let Some(root) = default_tests_root() else {
         return Err("no QCONFORM_LIBVIRT_TESTS_ROOT and no HOME".into());
     };

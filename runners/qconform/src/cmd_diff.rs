@@ -207,7 +207,7 @@ fn plan_outcome(xml: &str, snap: &Snapshot) -> (PlanOutcome, Option<String>) {
                     .collect(),
                 machine: p.machine,
                 argv: p.argv,
-                guest_pci: p.guest_pci,
+                guest_pci: p.guest_pci.iter().map(ToString::to_string).collect(),
                 warnings: p.warnings,
             },
         },

@@ -11,6 +11,7 @@ use qconform_conformance::libvirt_suite::{
 };
 use qconform_conformance::load_snapshots;
 
+use crate::stdout;
 use crate::{EXIT_FAILED, EXIT_RIG, EXIT_USAGE};
 
 /// Output format.
@@ -102,8 +103,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = replay(&data, &snaps, &exceptions, Options { all: args.all })
         .with_context(|| format!("replaying {}", root.display()))?;
     match args.format {
-        Format::Json => print!("{}", summary.to_json()),
-        Format::Text => print!("{}", summary.text(args.list)),
+        Format::Json => stdout::print(&summary.to_json())?,
+        Format::Text => stdout::print(&summary.text(args.list))?,
     }
     Ok(if summary.problems.is_empty() {
         ExitCode::SUCCESS

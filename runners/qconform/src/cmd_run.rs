@@ -38,6 +38,10 @@ use crate::{EXIT_FAILED, EXIT_RIG, EXIT_USAGE};
     qconform run --bless --tiers plan --filter zpci-   # rewrite goldens of the zpci cases\n  \
     qconform run --install --guest all            # what the nightly job does\n  \
     qconform run --tiers plan --caps-dir old-capsdata\n\n\
+    With the plan tier and no --filter or --bless, the run also replays libvirt's own test\n\
+    domains when installed (see `qconform libvirt-suite`): the parity goes into the summary,\n\
+    report.html and libvirt-suite.json, and a regression against the committed baseline fails\n\
+    the run.\n\n\
     Exit status: 0 every trial passed (or was ignored), 1 the product failed, 3 the rig is\n\
     broken (QEMU could not be launched, an install step failed), 2 bad usage or input (a\n\
     corrupt or misnamed snapshot in --caps-dir, a report that cannot be written under --out).")]
@@ -468,15 +472,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stdout::print(&text)?;
     }
 
-    let mut report_failed = false;
-    // The libvirt-suite tier: offline, seconds; replayed with the plan tier of a whole run.
-    let suite = (tiers.plan && args.filter.is_empty() && !args.bless).then(|| {
+    // The libvirt-suite tier: offline, seconds; replayed with the plan tier of a whole run of
+    // a corpus that carries its exception list and baseline.
+    let with_suite = tiers.plan
+        && args.filter.is_empty()
+        && !args.bless
+        && args.cases.join(libvirt_suite::EXCEPTIONS_NAME).is_file();
+    let suite = with_suite.then(|| {
         libvirt_suite::run_section(None, &snaps, &args.cases).unwrap_or_else(|e| {
             eprintln!("qconform run: libvirt-suite: {e}");
             SuiteSection::NotRun(format!("error: {e}"))
         })
     });
 
+    let mut report_failed = false;
     let report_dir = if records.is_empty() {
         None
     } else {
@@ -525,7 +534,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Some(SuiteSection::NotRun(why)) => {
             text.push_str(&format!("  libvirt-suite: not run: {why}\n"));
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            // a missing part fails under CI; a broken exception list is bad input
+            if why.starts_with("error: ") {
+                report_failed = true;
+            } else if std::env::var("CI").is_ok_and(|v| v == "true") {
                 rig_broken = true;
             }
         }

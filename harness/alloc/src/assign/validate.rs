@@ -10,10 +10,14 @@
 //!   multicast '…'" (virDomainNetDefParseXML).
 //! * At most one `<memballoon>` ("only a single memory balloon device is supported",
 //!   virDomainDefParseXML).
+//! * `<memballoon model>` is one of libvirt's models ("Invalid value for attribute 'model'
+//!   in element 'memballoon': 'foo'.", virXMLPropEnum); 'xen' has no QEMU device.
 //! * `<rng model>` is `virtio`, `virtio-transitional` or `virtio-non-transitional`
 //!   ("unknown RNG model '…'", virDomainRNGDefParseXML).
 //! * A `<boot order>` value is used once ("boot order '1' used for more than one device",
 //!   virDomainDefCollectBootOrder in domain_postparse.c).
+//! * A disk's target starts with `hd`, `sd`, `vd`, `xvd` or `ubd`, a floppy's with `fd`
+//!   ("Invalid harddisk device name: xyz", virDomainDiskDefValidate).
 //! * Two disks never share a `<target dev>` ("target 'vda' duplicated for disk sources
 //!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
 //!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
@@ -105,7 +109,31 @@ impl Work<'_> {
                         }
                     }
                 }
-                DeviceKind::Memballoon(_) => {
+                DeviceKind::Memballoon(m) => {
+                    match m.model.as_deref() {
+                        None
+                        | Some("virtio")
+                        | Some("virtio-transitional")
+                        | Some("virtio-non-transitional")
+                        | Some("none") => {}
+                        Some("xen") => {
+                            return Err(Error::new(
+                                "memory balloon model 'xen' has no QEMU device: use 'virtio' or 'none'",
+                            )
+                            .element("memballoon")
+                            .attr("model", "xen")
+                            .at(d.pos));
+                        }
+                        Some(other) => {
+                            // virXMLPropEnum's wording.
+                            return Err(Error::new(format!(
+                                "Invalid value for attribute 'model' in element 'memballoon': '{other}'."
+                            ))
+                            .element("memballoon")
+                            .attr("model", other)
+                            .at(d.pos));
+                        }
+                    }
                     balloons += 1;
                     if balloons > 1 {
                         return Err(
@@ -195,6 +223,26 @@ impl Work<'_> {
                         .attr("index", idx.to_string()),
                 );
             }
+        }
+        for d in &self.devs {
+            let DeviceKind::Disk(k) = &d.device.kind else {
+                continue;
+            };
+            // virDomainDiskDefValidate.
+            let msg = match k.device.as_str() {
+                "disk" | "lun"
+                    if !["hd", "sd", "vd", "xvd", "ubd"]
+                        .iter()
+                        .any(|p| k.dev.starts_with(p)) =>
+                {
+                    format!("Invalid harddisk device name: {}", k.dev)
+                }
+                "floppy" if !k.dev.starts_with("fd") => {
+                    format!("Invalid floppy device name: {}", k.dev)
+                }
+                _ => continue,
+            };
+            return Err(dev_err(d, msg).element("target").attr("dev", k.dev.clone()));
         }
         let disks: Vec<_> = self
             .devs

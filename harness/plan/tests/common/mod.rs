@@ -115,3 +115,8 @@ pub fn arg_pos(p: &Plan, id: &str) -> usize {
     let a = device_arg(p, id);
     p.argv.iter().position(|x| x == a).unwrap()
 }
+
+/// The guest view as its lines (`DDDD:BB:SS.F CCCC: VVVV:DDDD`).
+pub fn guest(p: &Plan) -> Vec<String> {
+    p.guest_pci.iter().map(ToString::to_string).collect()
+}
