@@ -424,6 +424,43 @@ mod tests {
     const PORT: Flags = Flags::PCIE_ROOT_PORT.with(Flags::AGGREGATE_SLOT);
 
     #[test]
+    fn test_isolation_groups_keep_host_devices_off_the_locked_bus() {
+        // pSeries: pci.0 locked to group 0, one user PHB (pci.1), growth adds PHBs.
+        let mut s = set(&[PciModel::PciRoot, PciModel::PciRoot], true);
+        s.multiple_roots = true;
+        s.buses[0].group_locked = true;
+        let emulated = s.reserve_next(PCI).unwrap();
+        assert_eq!((emulated.bus, emulated.slot), (0, 1));
+        s.group = 11;
+        let a = s.reserve_next(PCI).unwrap();
+        assert_eq!(
+            (a.bus, a.slot),
+            (1, 1),
+            "an empty unlocked bus takes the group"
+        );
+        s.group = 12;
+        let b = s.reserve_next(PCI).unwrap();
+        assert_eq!((b.bus, b.slot), (2, 1), "another group grows a new bus");
+        s.group = 11;
+        let c = s.reserve_next(PCI).unwrap();
+        assert_eq!((c.bus, c.slot), (1, 2), "a group shares its bus");
+        s.group = 0;
+        let d = s.reserve_next(PCI).unwrap();
+        assert_eq!(
+            (d.bus, d.slot),
+            (0, 2),
+            "emulated devices stay on the default bus"
+        );
+    }
+
+    #[test]
+    fn test_integrated_conventional_device_goes_on_pcie_root() {
+        let mut s = set(&[PciModel::PcieRoot], false);
+        let l = s.reserve_next(PCI.with(Flags::INTEGRATED)).unwrap();
+        assert_eq!((l.bus, l.slot), (0, 1));
+    }
+
+    #[test]
     fn test_pci_root_fills_from_slot_1() {
         let mut s = set(&[PciModel::PciRoot], false);
         let l = s.reserve_next(PCI).unwrap();
