@@ -1015,7 +1015,12 @@ fn pci_id_changes(old: &Snapshot, new: &Snapshot) -> Vec<PciIdChange> {
 /// The `desc` of QEMU's error reply to `device-list-properties` for `device`, when the
 /// probe asked and QEMU refused (`Device 'qxl' not found`).
 pub fn properties_error(snap: &Snapshot, device: &str) -> Option<String> {
-    let err = snap.raw.device_properties.get(device)?.get("error")?;
+    let reply = snap.raw.device_properties.get(device)?;
+    // A type the binary does not list is not asked (recorded as `{"absent": why}`).
+    if let Some(why) = reply.get("absent").and_then(Value::as_str) {
+        return Some(why.to_owned());
+    }
+    let err = reply.get("error")?;
     let desc = err.get("desc").and_then(Value::as_str);
     let class = err.get("class").and_then(Value::as_str);
     match (desc, class) {

@@ -5,7 +5,8 @@
 //! * [`results`]: the trial record contract, parsing and merging of shards;
 //! * [`diff`] / [`diff_render`]: caps diff data and its text, Markdown, HTML, JSON forms;
 //! * [`drift`]: how the plan of one domain changes between two snapshots;
-//! * [`junit`], [`html`]: the matrix renderings;
+//! * [`junit`], [`html`]: the matrix renderings; [`explore_section`]: the `qconform explore`
+//!   summary section;
 //! * [`page`]: what every HTML page shares (CSS, skeleton, anchors, diff blocks), used by
 //!   [`html`] and [`diff_render`];
 //! * [`shell`]: shell quoting of an argv for display;
@@ -20,6 +21,7 @@
 pub mod diff;
 pub mod diff_render;
 pub mod drift;
+pub mod explore_section;
 pub mod html;
 pub mod junit;
 pub mod load;

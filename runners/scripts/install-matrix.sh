@@ -2,16 +2,21 @@
 # install-matrix.sh: install several real QEMU releases side by side from Debian's archive
 # and generate one launcher per (version, arch) for the qconform harness.
 #
+#   5.2   bullseye            debootstrap minbase + apt   -> $ROOT/bullseye-root
 #   7.2   bookworm            apt-get download + dpkg -x  -> $ROOT/trees/7.2
 #   10.0  bookworm-backports  apt-get download + dpkg -x  -> $ROOT/trees/10.0
 #   11.1  sid                 debootstrap minbase + apt   -> $ROOT/sid-root
 #
+# Each tree holds what `apt install qemu-system-<arch>` holds there: the QEMU packages plus the
+# module packages they recommend that add device or block types (qemu-block-extra; from 10.0 on
+# also qemu-system-modules-spice, which has qxl/qxl-vga, and qemu-system-modules-opengl).
+#
 # Arches: x86_64 aarch64 ppc64 s390x riscv64 (qemu-system-<arch>).
 #
 # The two dpkg -x trees run on the host's own libc; their runtime libraries (plain bookworm
-# packages) are apt-installed on the host. The sid tree is self-contained and is started from
-# the host through its own dynamic loader (ld.so --library-path), so no chroot is needed at
-# run time and host paths (kernels, sockets, temp dirs) work as usual.
+# packages) are apt-installed on the host. The sid and bullseye roots are self-contained and are
+# started from the host through their own dynamic loader (ld.so --library-path), so no chroot
+# is needed at run time and host paths (kernels, sockets, temp dirs) work as usual.
 #
 # Launchers: $ROOT/bin/qemu-<major.minor>-<arch>. Each one is a /bin/sh script that sets
 # QEMU_MODULE_DIR to its tree and `exec`s QEMU with -L for the tree's firmware dirs, so the
@@ -23,7 +28,8 @@
 #
 # Usage: install-matrix.sh [install|list|check|--help]     (default: install)
 # Env:   QCONFORM_MATRIX_ROOT      default $HOME/.cache/qconform/matrix
-#        QCONFORM_MATRIX_VERSIONS  default "7.2 10.0 11.1"  ("sid" is accepted for 11.1)
+#        QCONFORM_MATRIX_VERSIONS  default "5.2 7.2 10.0 11.1"  ("sid" is accepted for 11.1,
+#                                  "bullseye" for 5.2)
 #        QCONFORM_MATRIX_ARCHES    default "x86_64 aarch64 ppc64 s390x riscv64"
 #        QCONFORM_DEBIAN_MIRROR    default: the mirror of the host's bookworm apt source
 #        QCONFORM_MATRIX_APT_SUITES  suites added to the host's apt, pinned low (priority 100/50/40);
@@ -32,6 +38,8 @@
 #                                  the matrix itself does not need them, and every extra suite slows
 #                                  down each apt call on the host)
 #        QCONFORM_MATRIX_REFRESH=1 re-resolve package versions (apt-get update) even when stamped
+#        QCONFORM_MATRIX_SAMPLES   1 (default) also installs the qualify sample: bookworm-security's
+#                                  QEMU 7.2 x86_64 build, not part of the matrix ($ROOT/samples.tsv)
 #
 # `install` needs root (host apt sources + packages, debootstrap, chroot) unless every step is
 # already done. Every step leaves a stamp; a re-run with everything in place does no network or
@@ -42,10 +50,9 @@ set -euo pipefail
 PROG=install-matrix
 HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 ROOT=${QCONFORM_MATRIX_ROOT:-$HOME/.cache/qconform/matrix}
-VERSIONS=${QCONFORM_MATRIX_VERSIONS:-"7.2 10.0 11.1"}
+VERSIONS=${QCONFORM_MATRIX_VERSIONS:-"5.2 7.2 10.0 11.1"}
 ARCHES=${QCONFORM_MATRIX_ARCHES:-"x86_64 aarch64 ppc64 s390x riscv64"}
 TRIPLET=x86_64-linux-gnu
-SID=$ROOT/sid-root
 STAMPS=$ROOT/stamps
 LOGS=$ROOT/logs
 APT_SOURCES_FILE=/etc/apt/sources.list.d/qconform-matrix.sources
@@ -68,17 +75,21 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 T_START=$(now_ms)
 
-BG_PID=
+BG_PIDS=
 on_exit() {
   local rc=$?
   if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
     log "step $CURRENT_STEP: FAILED (exit $rc) after $(fmt_ms $(($(now_ms) - STEP_T0)))s"
   fi
-  # the main process failed while the background sid step still runs: stop it
-  if [ "$BASHPID" = "$$" ] && [ -n "$BG_PID" ] && kill -0 "$BG_PID" 2>/dev/null; then
-    log "stopping background sid step (pid $BG_PID)"
-    pkill -TERM -P "$BG_PID" 2>/dev/null || true
-    kill -TERM "$BG_PID" 2>/dev/null || true
+  # the main process failed while background root steps still run: stop them
+  if [ "$BASHPID" = "$$" ]; then
+    local p
+    for p in $BG_PIDS; do
+      kill -0 "$p" 2>/dev/null || continue
+      log "stopping background root step (pid $p)"
+      pkill -TERM -P "$p" 2>/dev/null || true
+      kill -TERM "$p" 2>/dev/null || true
+    done
   fi
 }
 trap on_exit EXIT
@@ -104,18 +115,23 @@ mirror() {
 
 # ---- what goes where -------------------------------------------------------------------------
 
-# normalise the version list ("sid" is an alias of the sid tree)
+# normalise the version list to tree labels: 7.2 and 10.0 are dpkg -x trees, "sid" (11.1) and
+# "bullseye" (5.2) are debootstrapped roots
 norm_versions() {
   local v out=""
   for v in $VERSIONS; do
     case $v in
       7.2 | 10.0) out+=" $v" ;;
       11.1 | sid) out+=" sid" ;;
-      *) die "unknown version '$v' in QCONFORM_MATRIX_VERSIONS (known: 7.2 10.0 11.1)" ;;
+      5.2 | bullseye) out+=" bullseye" ;;
+      *) die "unknown version '$v' in QCONFORM_MATRIX_VERSIONS (known: 5.2 7.2 10.0 11.1)" ;;
     esac
   done
   echo "${out# }"
 }
+is_root_label() { case $1 in sid | bullseye) return 0 ;; *) return 1 ;; esac; }
+root_of() { echo "$ROOT/$1-root"; }        # debootstrapped root of LABEL
+version_of() { case $1 in sid) echo 11.1 ;; bullseye) echo 5.2 ;; *) echo "$1" ;; esac; }
 check_arches() {
   local a
   for a in $ARCHES; do
@@ -124,19 +140,27 @@ check_arches() {
 }
 
 # packages LABEL: Debian packages that provide the selected arches for that tree.
-# 7.2 ships s390x and riscv64 inside qemu-system-misc; from 10.0 on they have their own packages.
+# 5.2 and 7.2 ship s390x and riscv64 inside qemu-system-misc; from 10.0 on they have their own
+# packages. Every qemu-system-* package of these releases Recommends qemu-block-extra, and from
+# 10.0 on also qemu-system-modules-spice and -opengl (Debian moved qxl, the spice chardevs and
+# the virtio-gpu GL variants there), so a default `apt install` has them: the matrix does too.
+# (qemu-system-gui, also recommended, holds display backends only; -display none never loads it.)
 packages() {
-  local label=$1 a pkgs=""
-  for a in $ARCHES; do
+  local label=$1 a pkgs="" old=0 arches=$ARCHES
+  case $label in 7.2 | bullseye | sample-7.2) old=1 ;; esac
+  [ "$label" = sample-7.2 ] && arches=x86_64
+  for a in $arches; do
     case $a in
       x86_64) pkgs+=" qemu-system-x86 seabios ipxe-qemu" ;;
       aarch64) pkgs+=" qemu-system-arm" ;;
       ppc64) pkgs+=" qemu-system-ppc" ;;
-      s390x) [ "$label" = 7.2 ] && pkgs+=" qemu-system-misc" || pkgs+=" qemu-system-s390x" ;;
-      riscv64) { [ "$label" = 7.2 ] && pkgs+=" qemu-system-misc" || pkgs+=" qemu-system-riscv"; } && pkgs+=" opensbi" ;;
+      s390x) [ "$old" = 1 ] && pkgs+=" qemu-system-misc" || pkgs+=" qemu-system-s390x" ;;
+      riscv64) { [ "$old" = 1 ] && pkgs+=" qemu-system-misc" || pkgs+=" qemu-system-riscv"; } && pkgs+=" opensbi" ;;
     esac
   done
-  [ "$label" = sid ] || pkgs+=" qemu-system-common qemu-system-data"
+  pkgs+=" qemu-block-extra"
+  [ "$old" = 1 ] || pkgs+=" qemu-system-modules-spice qemu-system-modules-opengl"
+  is_root_label "$label" || pkgs+=" qemu-system-common qemu-system-data"
   # shellcheck disable=SC2086 # word splitting intended
   printf '%s\n' $pkgs | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
@@ -145,12 +169,13 @@ packages() {
 tree_suites() {
   case $1 in
     7.2) echo "bookworm bookworm-updates bookworm-security" ;;
+    sample-7.2) echo "bookworm-security" ;;
     10.0) echo "bookworm-backports" ;;
   esac
 }
 tree_qemu_version_re() {
   case $1 in
-    7.2) echo '^1:7\.2[+.~]' ;;
+    7.2 | sample-7.2) echo '^1:7\.2[+.~]' ;;
     10.0) echo '^1:10\.0[+.~]' ;;
   esac
 }
@@ -363,55 +388,83 @@ install_tree() { # LABEL
   stamp_set "tree-$label" "$(packages "$label")"
 }
 
-# ---- steps: sid tree (11.1) ------------------------------------------------------------------
+# ---- steps: debootstrapped roots (sid: 11.1, bullseye: 5.2) ----------------------------------
 
-sid_debootstrap() {
+# apt sources inside the root of LABEL (one-line format, understood by every release)
+root_sources() {
   local m; m=$(mirror)
-  rm -rf "$SID"
+  case $1 in
+    sid) printf 'deb %s sid main\n' "$m" ;;
+    bullseye)
+      # bullseye's QEMU point releases land in bullseye-security; the security archive is a
+      # sibling of the main one on deb.debian.org and its mirrors
+      printf 'deb %s bullseye main\ndeb %s bullseye-updates main\ndeb %s-security bullseye-security main\n' \
+        "$m" "$m" "$m" ;;
+  esac
+}
+
+root_debootstrap() { # LABEL
+  local label=$1 r m; r=$(root_of "$1"); m=$(mirror)
+  rm -rf "$r"
   mkdir -p "$ROOT"
-  quietly debootstrap-sid debootstrap --variant=minbase --keyring="$KEYRING" sid "$SID" "$m"
+  quietly "debootstrap-$label" debootstrap --variant=minbase --keyring="$KEYRING" "$label" "$r" "$m"
+  root_sources "$label" >"$r/etc/apt/sources.list"
   # the mirror may serve Release files past Valid-Until; apt inside the root must accept them
-  printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' >"$SID/etc/apt/apt.conf.d/99qconform-no-valid-until"
+  printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' >"$r/etc/apt/apt.conf.d/99qconform-no-valid-until"
   # the host's apt proxy settings, if any, apply inside the root too
-  apt-config dump 2>/dev/null | grep -Ei '^Acquire::(https?::)?Proxy' >"$SID/etc/apt/apt.conf.d/98qconform-proxy" || true
-  [ -s "$SID/etc/apt/apt.conf.d/98qconform-proxy" ] || rm -f "$SID/etc/apt/apt.conf.d/98qconform-proxy"
+  apt-config dump 2>/dev/null | grep -Ei '^Acquire::(https?::)?Proxy' >"$r/etc/apt/apt.conf.d/98qconform-proxy" || true
+  [ -s "$r/etc/apt/apt.conf.d/98qconform-proxy" ] || rm -f "$r/etc/apt/apt.conf.d/98qconform-proxy"
   # never start services inside the root
-  printf '#!/bin/sh\nexit 101\n' >"$SID/usr/sbin/policy-rc.d"
-  chmod 755 "$SID/usr/sbin/policy-rc.d"
+  printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+  chmod 755 "$r/usr/sbin/policy-rc.d"
 }
 
-sid_install_qemu() { # PKGS
-  cp -L /etc/resolv.conf "$SID/etc/resolv.conf" 2>/dev/null || true
-  quietly apt-sid chroot "$SID" /bin/sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $1 && apt-get clean"
+root_install_qemu() { # LABEL PKGS
+  local label=$1 r; r=$(root_of "$1")
+  cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+  quietly "apt-$label" chroot "$r" /bin/sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $2 && apt-get clean"
   # shellcheck disable=SC2016 # dpkg-query format, not shell
-  chroot "$SID" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' >"$SID/PACKAGES"
-  log "sid: $(grep -E '^qemu-system-[a-z0-9]+ ' "$SID/PACKAGES" | head -n1), root $(du -sh "$SID" | cut -f1)"
+  chroot "$r" dpkg-query -W -f='${Package} ${Version} ${Architecture}\n' >"$r/PACKAGES"
+  log "$label: $(grep -E '^qemu-system-[a-z0-9]+ ' "$r/PACKAGES" | head -n1), root $(du -sh "$r" | cut -f1)"
 }
 
-sid_ldso() { echo "$SID/usr/lib/$TRIPLET/ld-linux-x86-64.so.2"; }
-SID_LIBPATH=
-sid_libpath() { # the root's library dirs (ld.so.conf.d) so the host's own are never used
-  if [ -n "$SID_LIBPATH" ]; then echo "$SID_LIBPATH"; return; fi
-  local p="$SID/usr/lib/$TRIPLET:$SID/usr/lib" d
-  for d in $(cat "$SID"/etc/ld.so.conf.d/*.conf 2>/dev/null | grep '^/' || true); do
-    [ -d "$SID$d" ] && case ":$p:" in *":$SID$d:"*) ;; *) p+=":$SID$d" ;; esac
+root_ldso() { # LABEL: the root's dynamic loader (merged /usr or not)
+  local r d; r=$(root_of "$1")
+  for d in "$r/usr/lib/$TRIPLET" "$r/lib/$TRIPLET" "$r/lib64"; do
+    [ -e "$d/ld-linux-x86-64.so.2" ] && { echo "$d/ld-linux-x86-64.so.2"; return; }
   done
-  echo "$p"
+  echo "$r/usr/lib/$TRIPLET/ld-linux-x86-64.so.2"
+}
+# ld.so of glibc >= 2.33 takes --argv0 (QEMU then sees its own name); bullseye has 2.31
+root_argv0_ok() { # (the help text is captured first: grep -q closing the pipe early would fail it)
+  local h; h=$("$(root_ldso "$1")" --help 2>/dev/null || true)
+  grep -q -- --argv0 <<<"$h"
+}
+declare -A ROOT_LIBPATH=() ROOT_ARGV0=()
+root_libpath() { # LABEL: the root's library dirs (ld.so.conf.d) so the host's own are never used
+  local r d p=""; r=$(root_of "$1")
+  for d in "/usr/lib/$TRIPLET" /usr/lib "/lib/$TRIPLET" /lib $(cat "$r"/etc/ld.so.conf.d/*.conf 2>/dev/null | grep '^/' || true); do
+    [ -d "$r$d" ] || continue
+    # a merged-/usr root has /lib -> usr/lib: list each real dir once
+    case $d in /lib | /lib/*) [ -L "$r/lib" ] && continue ;; esac
+    case ":$p:" in *":$r$d:"*) ;; *) p+=":$r$d" ;; esac
+  done
+  echo "${p#:}"
 }
 
-install_sid() {
-  local pkgs; pkgs=$(packages sid)
-  if ! stamp_ok debootstrap-sid "sid"; then
+install_root() { # LABEL
+  local label=$1 pkgs; pkgs=$(packages "$1")
+  if ! stamp_ok "debootstrap-$label" "$label"; then
     need_root "debootstrap"
-    rm -f "$STAMPS/apt-sid"
-    step debootstrap-sid sid_debootstrap
-    stamp_set debootstrap-sid "sid"
+    rm -f "$STAMPS/apt-$label"
+    step "debootstrap-$label" root_debootstrap "$label"
+    stamp_set "debootstrap-$label" "$label"
   fi
-  if ! stamp_ok apt-sid "$pkgs"; then
-    need_root "apt-get inside the sid root"
-    step apt-sid sid_install_qemu "$pkgs"
-    step check-libs-sid check_ldd sid "$SID" "$(sid_ldso)" --library-path "$(sid_libpath)" --list
-    stamp_set apt-sid "$pkgs"
+  if ! stamp_ok "apt-$label" "$pkgs"; then
+    need_root "apt-get inside the $label root"
+    step "apt-$label" root_install_qemu "$label" "$pkgs"
+    step "check-libs-$label" check_ldd "$label" "$(root_of "$label")" "$(root_ldso "$label")" --library-path "$(root_libpath "$label")" --list
+    stamp_set "apt-$label" "$pkgs"
   fi
 }
 
@@ -434,10 +487,12 @@ write_if_changed() {
   fi
 }
 
-launcher_body() { # TREE BIN KIND(direct|ldso) ARCH
-  local tree=$1 bin=$2 kind=$3 arch=$4 run
-  if [ "$kind" = ldso ]; then
-    run="$(shq "$(sid_ldso)") --library-path $(shq "$(sid_libpath)") --argv0 qemu-system-$arch $(shq "$bin")"
+launcher_body() { # TREE BIN LABEL ARCH
+  local tree=$1 bin=$2 label=$3 arch=$4 run
+  if is_root_label "$label"; then
+    run="$(shq "$(root_ldso "$label")") --library-path $(shq "${ROOT_LIBPATH[$label]}")"
+    [ "${ROOT_ARGV0[$label]}" = 1 ] && run+=" --argv0 qemu-system-$arch"
+    run+=" $(shq "$bin")"
   else
     run=$(shq "$bin")
   fi
@@ -452,8 +507,7 @@ EOF
 }
 
 make_launchers() {
-  local rows=() label tree kind arch bin w body full mm tmp c_mm c_bin c_full
-  [ ! -d "$SID" ] || SID_LIBPATH=$(sid_libpath)
+  local rows=() label tree arch bin w body full mm tmp c_mm c_bin c_full
   local -A cached=()
   mkdir -p "$ROOT/bin"
   # rows of the previous matrix.tsv, by binary: reused when neither binary nor launcher changed
@@ -463,12 +517,19 @@ make_launchers() {
     done <"$ROOT/matrix.tsv"
   fi
   for label in $(norm_versions); do
-    if [ "$label" = sid ]; then tree=$SID; kind=ldso; else tree=$ROOT/trees/$label; kind=direct; fi
+    if is_root_label "$label"; then
+      tree=$(root_of "$label")
+      ROOT_LIBPATH[$label]=$(root_libpath "$label")
+      ROOT_ARGV0[$label]=0
+      if root_argv0_ok "$label"; then ROOT_ARGV0[$label]=1; fi
+    else
+      tree=$ROOT/trees/$label
+    fi
     for arch in $ARCHES; do
       bin=$tree/usr/bin/qemu-system-$arch
       if [ ! -f "$bin" ] || [ -L "$bin" ]; then die "$label: no ELF binary $bin"; fi
       [ "$(head -c 4 "$bin" | tail -c 3)" = ELF ] || die "$label: $bin is not an ELF file"
-      body=$(launcher_body "$tree" "$bin" "$kind" "$arch")
+      body=$(launcher_body "$tree" "$bin" "$label" "$arch")
       full=""
       if [ -n "${cached[$bin]:-}" ] && [ "$bin" -ot "$ROOT/matrix.tsv" ]; then
         mm=${cached[$bin]%%$'\t'*}
@@ -482,7 +543,7 @@ make_launchers() {
         rm -f "$w"
         mm=$(sed -nE 's/^QEMU emulator version ([0-9]+)\.([0-9]+).*/\1.\2/p' <<<"$full")
         [ -n "$mm" ] || die "$label $arch: '$bin -version' printed '$full'"
-        if [ "$label" != sid ] && [ "$mm" != "$label" ]; then die "$label $arch: binary reports $full"; fi
+        if [ "$label" != sid ] && [ "$mm" != "$(version_of "$label")" ]; then die "$label $arch: binary reports $full"; fi
         if [ "$label" = sid ] && [ "$mm" != 11.1 ]; then log "note: sid now carries QEMU $mm (expected 11.1); launcher named qemu-$mm-$arch"; fi
         write_if_changed "$ROOT/bin/qemu-$mm-$arch" "$body"
       fi
@@ -494,6 +555,32 @@ make_launchers() {
   chmod 644 "$tmp"
   mv "$tmp" "$ROOT/matrix.tsv"
   log "matrix: ${#rows[@]} launchers in $ROOT/bin, table $ROOT/matrix.tsv"
+}
+
+# ---- step: the qualify sample ----------------------------------------------------------------
+
+# A real QEMU build that is not part of the matrix (so no snapshot in capsdata/ was recorded
+# from it): bookworm-security's 7.2 x86_64 build, an older point release than the matrix's 7.2
+# (bookworm main carries a later binNMU). The qualify tests qualify it against the 7.2
+# snapshot. Table: $ROOT/samples.tsv, same columns as matrix.tsv; launcher
+# $ROOT/samples/bin/qemu-7.2-x86_64 (same form as the matrix launchers).
+SAMPLES=${QCONFORM_MATRIX_SAMPLES:-1}
+want_samples() { [ "$SAMPLES" = 1 ]; }
+
+make_samples() {
+  local tree=$ROOT/trees/sample-7.2 bin body full tmp
+  bin=$tree/usr/bin/qemu-system-x86_64
+  [ -f "$bin" ] || die "sample: no $bin"
+  mkdir -p "$ROOT/samples/bin"
+  body=$(launcher_body "$tree" "$bin" sample-7.2 x86_64)
+  write_if_changed "$ROOT/samples/bin/qemu-7.2-x86_64" "$body"
+  full=$("$ROOT/samples/bin/qemu-7.2-x86_64" -version </dev/null 2>/dev/null | head -n 1) || true
+  case $full in "QEMU emulator version 7.2."*) ;; *) die "sample: '$bin -version' printed '$full'" ;; esac
+  tmp=$(mktemp "$ROOT/.samples.tsv.XXXXXX")
+  printf '%s\t%s\t%s\t%s\t%s\n' 7.2 x86_64 "$ROOT/samples/bin/qemu-7.2-x86_64" "$bin" "$full" >"$tmp"
+  chmod 644 "$tmp"
+  mv "$tmp" "$ROOT/samples.tsv"
+  log "sample: $full in $ROOT/samples.tsv"
 }
 
 # ---- subcommands -----------------------------------------------------------------------------
@@ -509,31 +596,38 @@ cmd_install() {
   log "root $ROOT; versions: $labels; arches: $ARCHES"
   # the network/apt steps only run when something is not stamped yet
   for l in $labels; do
-    if [ "$l" = sid ]; then
-      stamp_ok apt-sid "$(packages sid)" && [ -x "$(sid_ldso)" ] || need_apt=1
+    if is_root_label "$l"; then
+      stamp_ok "apt-$l" "$(packages "$l")" && [ -x "$(root_ldso "$l")" ] || need_apt=1
     else
       stamp_ok "tree-$l" "$(packages "$l")" && [ -d "$ROOT/trees/$l" ] || need_apt=1
     fi
   done
+  if want_samples && ! { stamp_ok tree-sample-7.2 "$(packages sample-7.2)" && [ -d "$ROOT/trees/sample-7.2" ]; }; then
+    need_apt=1
+  fi
   if [ "$need_apt" = 1 ] || [ -n "${QCONFORM_MATRIX_REFRESH:-}" ]; then
     log "mirror $(mirror)"
     step host-apt-sources host_apt_sources
     step host-prereqs host_prereqs
-    # The sid root (debootstrap, ~30 s) does not touch the host's apt/dpkg: build it in the
+    # The debootstrapped roots (~30 s each) do not touch the host's apt/dpkg: build them in the
     # background while the dpkg -x trees are downloaded, unpacked and their libs installed.
-    case " $labels " in *" sid "*) install_sid & BG_PID=$! ;; esac
+    local -A bg=()
     for l in $labels; do
-      [ "$l" = sid ] || install_tree "$l"
+      if is_root_label "$l"; then install_root "$l" & bg[$l]=$!; BG_PIDS+=" $!"; fi
     done
-    if [ -n "$BG_PID" ]; then
-      local pid=$BG_PID
-      BG_PID=
-      wait "$pid" || die "sid root failed (see above)"
-    fi
+    for l in $labels; do
+      is_root_label "$l" || install_tree "$l"
+    done
+    if want_samples; then install_tree sample-7.2; fi
+    for l in "${!bg[@]}"; do
+      wait "${bg[$l]}" || die "$l root failed (see above)"
+    done
+    BG_PIDS=
   else
     log "all trees stamped; skipping apt (set QCONFORM_MATRIX_REFRESH=1 to re-resolve versions)"
   fi
   step launchers make_launchers
+  if want_samples; then step samples make_samples; fi
   local total=$(($(now_ms) - T_START))
   [ "$need_apt" = 0 ] || log "disk: $(du -sh "$ROOT" 2>/dev/null | cut -f1) in $ROOT"
   log "install finished in $(fmt_ms "$total")s"

@@ -12,15 +12,22 @@
 #      checked against cases/libvirt-suite-exceptions.toml), then write the report (JUnit XML,
 #      JSON lines, HTML, libvirt-suite.json) into
 #      $OUT/run-<UTC time>-<id>/ with $OUT/latest pointing at it
+#   4. qconform explore --time $QCONFORM_EXPLORE_TIME: random domains from every snapshot's
+#      vocabulary, planned and checked on the real binaries; the summary (explore/summary.json,
+#      summary.txt) and the minimised case directories of every disagreement go into the run
+#      directory, and report.html gets a section with the summary and links to the cases
 #
 # Usage: runners/scripts/nightly.sh [extra qconform run args...]
 # Env:   QCONFORM_NIGHTLY_OUT   report root (default: results)
 #        QCONFORM_JOBS          trial threads and concurrent QEMU processes (default: cores)
+#        QCONFORM_EXPLORE_TIME  time budget of the explore step (default: 20m; 0 skips it)
+#        QCONFORM_EXPLORE_SEED  its seed (default: the day, YYYYMMDD, so each night differs)
 #        QCONFORM_MATRIX_ROOT, QCONFORM_GUEST_ROOT and the other variables of the install scripts
 #
-# Exit status: that of `qconform run`: 0 all passed, 1 the product failed (a trial, or a
-# libvirt-suite regression against its committed baseline), 3 the rig is broken
-# (an install step failed, QEMU could not be launched), 2 bad usage.
+# Exit status: the worst of `qconform run` and `qconform explore`: 0 all passed, 1 the product
+# failed (a trial, a libvirt-suite regression against its committed baseline, or a
+# disagreement found by explore), 3 the rig is broken (an install step
+# failed, QEMU could not be launched), 2 bad usage.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -52,5 +59,30 @@ set +e
 status=$?
 set -e
 t2=$(date +%s)
-log "run took $((t2 - t1))s, exit status $status; report: $out/latest/report.html"
-exit "$status"
+log "run took $((t2 - t1))s, exit status $status"
+
+explore_time=${QCONFORM_EXPLORE_TIME:-20m}
+explore_seed=${QCONFORM_EXPLORE_SEED:-$(date -u +%Y%m%d)}
+explore_status=0
+if [ "$explore_time" != "0" ] && [ -d "$out/latest" ]; then
+    edir="$out/latest/explore"
+    mkdir -p "$edir"
+    log "qconform explore --time $explore_time --seed $explore_seed --out $edir ${jobs[*]}"
+    set +e
+    # summary.json and the report section are written by --report; the text summary too.
+    "$bin" explore --time "$explore_time" --seed "$explore_seed" --out "$edir" "${jobs[@]}" \
+        --report "$out/latest" >"$edir/summary.txt"
+    explore_status=$?
+    set -e
+    t3=$(date +%s)
+    log "explore took $((t3 - t2))s, exit status $explore_status; summary: $edir/summary.json"
+fi
+log "report: $out/latest/report.html"
+
+# The worst status wins: rig broken (3) over product failed (1) over passed (0).
+if [ "$status" -eq 3 ] || [ "$explore_status" -eq 3 ]; then
+    exit 3
+elif [ "$status" -ne 0 ]; then
+    exit "$status"
+fi
+exit "$explore_status"

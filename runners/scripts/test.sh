@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (QEMU matrix, guest kernels, Chromium for the
-# HTML check, libvirt's test data for the libvirt-suite tier) when missing, checks formatting
-# and lints (`cargo fmt --check`, then clippy with warnings as errors; either failing stops the
-# run before any test), then runs the whole workspace's tests: unit tests, the offline replay
-# of every case against every snapshot, the live tier against the installed matrix, a bounded
-# guest-boot subset, and the libvirt-suite parity line (libvirt's own test domains replayed).
+# The test command: installs what the tests need (QEMU matrix with the qualify sample, guest
+# kernels, Chromium for the HTML check, libvirt's test data for the libvirt-suite tier) when
+# missing, checks formatting and lints (`cargo fmt --check`, then clippy with warnings as
+# errors; either failing stops the run before any test), then runs the whole workspace's tests:
+# unit tests, the offline replay of every case against every snapshot, the live tier against
+# the installed matrix, a bounded guest-boot subset, and the libvirt-suite parity line
+# (libvirt's own test domains replayed).
 #
 # Usage: runners/scripts/test.sh [extra cargo test args...]
 #        (`--no-run` builds the tests without running them: a quick check of the lint step)
@@ -20,7 +21,7 @@ log() { printf '[test %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 if [ "${QCONFORM_SKIP_INSTALL:-0}" != 1 ]; then
     if [ "$(id -u)" = 0 ]; then
-        log "installing the QEMU matrix (idempotent)"
+        log "installing the QEMU matrix and the qualify sample (idempotent)"
         "$here/install-matrix.sh" install
         log "installing guest kernels and initramfs (idempotent)"
         "$here/install-guest.sh" install

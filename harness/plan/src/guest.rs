@@ -20,6 +20,10 @@ pub struct Guest {
     pub functions: Vec<GuestPciFunction>,
     /// Unknown identities, invisible functions.
     pub warnings: Vec<String>,
+    /// An expander bus whose busNr leaves too few bus numbers for the buses behind it (or
+    /// behind the bus below it): the firmware cannot number them, so the guest cannot see
+    /// what the plan places there. `(device index, message)`.
+    pub unnumbered: Option<(usize, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +41,7 @@ struct Walk<'a> {
     children: BTreeMap<u32, Vec<(u8, u8, Item)>>,
     out: BTreeMap<Key, GuestPciFunction>,
     warnings: Vec<String>,
+    unnumbered: Option<(usize, String)>,
 }
 
 /// Computes the guest view of an allocation; `drivers` are the QEMU types emitted per device.
@@ -48,6 +53,7 @@ pub fn guest_view(a: &Allocation, caps: &Snapshot, drivers: &[Option<String>]) -
         children: BTreeMap::new(),
         out: BTreeMap::new(),
         warnings: Vec::new(),
+        unnumbered: None,
     };
     if a.root.is_none() {
         return Guest::default();
@@ -60,6 +66,7 @@ pub fn guest_view(a: &Allocation, caps: &Snapshot, drivers: &[Option<String>]) -
     Guest {
         functions: w.out.into_values().collect(),
         warnings: w.warnings,
+        unnumbered: w.unnumbered,
     }
 }
 
@@ -170,12 +177,35 @@ impl Walk<'_> {
             }
         }
         let mut expanders: Vec<(u32, u32, PciModel)> = Vec::new();
+        // The last bus number the root segment of domain 0 uses.
+        let mut root_last = 0u32;
         for (domain, idx) in roots {
             let mut next = 0u32;
             self.walk(domain, idx, 0, &mut next, None, &mut expanders);
+            if domain == 0 {
+                root_last = next;
+            }
         }
         expanders.sort();
-        for (bus_nr, idx, model) in expanders {
+        // Each expander's buses are numbered from its busNr up; they must end below the
+        // next expander's busNr (or at 0xff), and the root segment below the lowest busNr,
+        // or the firmware has no number for a bus (libvirt picks busNr as the lowest one
+        // taken minus 2, qemuDomainAddressFindNewBusNr in src/qemu/qemu_domain_address.c,
+        // and leaves a larger need to the user).
+        let starts: Vec<u32> = expanders.iter().map(|e| e.0).collect();
+        if let Some(&lowest) = starts.first()
+            && root_last >= lowest
+            && let Some(i) = self.expander_device(expanders[0].1)
+        {
+            self.unnumbered = Some((
+                i,
+                format!(
+                    "the buses behind the root bus need numbers up to {root_last}, but {} starts at busNr {lowest}: the guest firmware cannot number them",
+                    self.a.devices[i].alias
+                ),
+            ));
+        }
+        for (n, (bus_nr, idx, model)) in expanders.into_iter().enumerate() {
             // An expander's root bus has the number given by busNr. Behind a conventional
             // one (pxb) QEMU puts an internal pci-bridge at slot 0 and the devices on its
             // secondary bus (measured on 11.1: bridge fe:00.0, device ff:00.0).
@@ -197,7 +227,31 @@ impl Walk<'_> {
             } else {
                 self.walk(0, idx, bus_nr, &mut next, None, &mut more);
             }
+            let limit = starts.get(n + 1).map_or(0xff, |s| s.saturating_sub(1));
+            if next > limit
+                && self.unnumbered.is_none()
+                && let Some(i) = self.expander_device(idx)
+            {
+                self.unnumbered = Some((
+                    i,
+                    format!(
+                        "{} has busNr {bus_nr} and {} buses behind it, so they would need bus numbers up to {next}, past {limit}: the guest firmware cannot number them (set a lower busNr)",
+                        self.a.devices[i].alias,
+                        next - bus_nr
+                    ),
+                ));
+            }
         }
+    }
+
+    /// The allocation's device that is the expander bus with controller index `idx`.
+    fn expander_device(&self, idx: u32) -> Option<usize> {
+        self.a.devices.iter().position(|d| {
+            matches!(
+                d.pci_model(),
+                Some(PciModel::PciExpanderBus | PciModel::PcieExpanderBus)
+            ) && d.controller().and_then(|c| c.index) == Some(idx)
+        })
     }
 
     fn walk(

@@ -199,6 +199,18 @@ pub fn plan(domain_xml: &str, caps: &Snapshot) -> Result<Plan, PlanError> {
         }
     })?;
     let g = guest::guest_view(&alloc, caps, &emitted.drivers);
+    if let Some((i, message)) = g.unnumbered {
+        let d = &alloc.devices[i];
+        let bus_nr = d.controller().and_then(|c| c.target.bus_nr);
+        let mut problem = Problem::new(message).element("controller").at(d.device.pos);
+        if let Some(b) = bus_nr {
+            problem = problem.attr("busNr", b.to_string());
+        }
+        return Err(PlanError {
+            kind: PlanErrorKind::Rejected,
+            problem,
+        });
+    }
     let devices = device_map(&alloc);
     let device_info = device_info(&alloc, &emitted.drivers);
     let written: Vec<Written<'_>> = alloc

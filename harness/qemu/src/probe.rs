@@ -3,8 +3,9 @@
 //! 1. **Basic launch** `-machine none -nodefaults -S -display none -qmp stdio -accel A
 //!    [-audio none]`: `query-version`, `query-target`, `query-machines`,
 //!    `qom-list-types abstract=true`, `qom-list-types implements=X abstract=true` for
-//!    [`IMPLEMENTS`], `device-list-properties` for [`PROPERTY_TYPES`], `query-qmp-schema`
-//!    (summarised) and HMP `info qdm`. The accelerator is the first of `tcg`, `qtest` that
+//!    [`IMPLEMENTS`], `query-qmp-schema` (summarised) and HMP `info qdm` in one pipelined
+//!    batch, then `device-list-properties` for the [`property_types`] the binary lists in a
+//!    second one (every command used exists since QEMU 2.x; 5.2 answers all of them). The accelerator is the first of `tcg`, `qtest` that
 //!    starts (TCG first so that "does this machine start" means the same on every version:
 //!    Debian's 7.2 and 10.0 builds have no qtest accelerator). `-audio none` is used when
 //!    the binary accepts it (10.0+ boards with sound refuse to start without an audio
@@ -153,8 +154,9 @@ pub const IDENTITY_TYPES: &[&str] = &[
 ];
 
 /// Device types whose `device-list-properties` is recorded: the identity types plus the
-/// non-PCI types the allocator and argv generator may emit. A type the binary lacks is
-/// recorded with its error reply.
+/// non-PCI types the allocator and argv generator may emit. A type `qom-list-types` does not
+/// list is not asked (QEMU would search its module directory for it) and is recorded as
+/// `{"absent": ABSENT_TYPE}`; an error reply for a listed type is recorded as it is.
 pub const PROPERTY_TYPES_EXTRA: &[&str] = &[
     "zpci",
     "vfio-pci",
@@ -285,7 +287,7 @@ pub enum TargetError {
         source: std::io::Error,
     },
     /// A launcher script whose real binary is unknown.
-    #[error("{} is not an ELF binary (a launcher script?) and is not a launcher of the installed matrix; give it as {}=/path/to/the/real/qemu-system-ARCH so the snapshot records the real binary's identity", path.display(), path.display())]
+    #[error("{} is not an ELF binary, not a launcher of the installed matrix, and execs no ELF file it names; give it as {}=/path/to/the/real/qemu-system-ARCH so the snapshot records the real binary's identity", path.display(), path.display())]
     NotElf {
         /// The path.
         path: PathBuf,
@@ -337,7 +339,104 @@ pub fn resolve_target(spec: &str, matrix: &[MatrixEntry]) -> Result<ProbeTarget,
             });
         }
     }
+    if let Some(binary) = exec_target(&canonical) {
+        return Ok(ProbeTarget {
+            launcher: path,
+            binary,
+        });
+    }
     Err(TargetError::NotElf { path })
+}
+
+/// The QEMU binary a launcher script `exec`s, when the script shows it: the last `exec` line's
+/// words (shell quoting undone) that name an existing ELF file, preferring one called
+/// `qemu-system-*` (a launcher may exec a dynamic loader with QEMU as its argument).
+pub fn exec_target(script: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(script).ok()?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with("exec "))?;
+    let elves: Vec<PathBuf> = shell_words(line)
+        .into_iter()
+        .skip(1)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && is_elf(p))
+        .collect();
+    let named = |p: &&PathBuf| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("qemu-system-"))
+    };
+    elves
+        .iter()
+        .find(named)
+        .or_else(|| elves.first())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+}
+
+fn is_elf(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == *b"\x7fELF"
+}
+
+/// Splits a shell command line into words: single and double quotes and backslashes are
+/// undone; `$VAR` is left as it is (such a word names no file and is skipped by the caller).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                    cur.push(q);
+                }
+            }
+            '"' => {
+                in_word = true;
+                while let Some(q) = chars.next() {
+                    match q {
+                        '"' => break,
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                cur.push(n);
+                            }
+                        }
+                        _ => cur.push(q),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
 }
 
 /// Options of a probe run.
@@ -477,6 +576,13 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         h.update(buf.get(..n).unwrap_or_default());
     }
     Ok(hex(&h.finalize()))
+}
+
+/// Lowercase hex SHA-256 of bytes.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(bytes);
+    hex(&h.finalize())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -766,36 +872,88 @@ async fn start_basic(
     }))
 }
 
+/// The answer recorded for a property type the binary does not list (`qom-list-types`):
+/// not asked, so that QEMU does not search its module directory for it. Readers see a
+/// non-list value, i.e. "no properties", exactly as for an error reply.
+pub const ABSENT_TYPE: &str = "not listed by qom-list-types";
+
 async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, ProbeError> {
     let (mut q, argv, accel, audio_none) = start_basic(launcher, timeouts).await?;
     let greeting = q.greeting().clone();
-    let query_version = stored(q.execute("query-version", None).await?);
-    let query_target = stored(q.execute("query-target", None).await?);
-    let query_machines = stored(q.execute("query-machines", None).await?);
-    let qom_types = stored(
-        q.execute("qom-list-types", Some(json!({ "abstract": true })))
-            .await?,
-    );
+    // Two pipelined batches: everything that does not depend on the type list, then the
+    // properties of the types the binary has.
+    let mut first: Vec<(&str, Option<Value>)> = vec![
+        ("query-version", None),
+        ("query-target", None),
+        ("query-machines", None),
+        ("qom-list-types", Some(json!({ "abstract": true }))),
+    ];
+    for iface in IMPLEMENTS {
+        first.push((
+            "qom-list-types",
+            Some(json!({ "implements": iface, "abstract": true })),
+        ));
+    }
+    first.push(("query-qmp-schema", None));
+    first.push((
+        "human-monitor-command",
+        Some(json!({ "command-line": "info qdm" })),
+    ));
+    let mut replies = q.execute_pipelined(&first).await?.into_iter();
+    let mut next = || replies.next().unwrap_or(Ok(Value::Null));
+    let query_version = stored(next());
+    let query_target = stored(next());
+    let query_machines = stored(next());
+    let qom_types = stored(next());
     let mut qom_implements = BTreeMap::new();
     for iface in IMPLEMENTS {
-        let r = q
-            .execute(
-                "qom-list-types",
-                Some(json!({ "implements": iface, "abstract": true })),
-            )
-            .await?;
-        qom_implements.insert((*iface).to_owned(), stored(r));
+        qom_implements.insert((*iface).to_owned(), stored(next()));
     }
-    let mut device_properties = BTreeMap::new();
-    for ty in property_types() {
-        let r = q
-            .execute("device-list-properties", Some(json!({ "typename": ty })))
-            .await?;
-        device_properties.insert(ty.to_owned(), stored(r));
-    }
-    let schema = q.execute_ok("query-qmp-schema", None).await?;
+    let schema = next().map_err(|error| QemuError::Command {
+        command: "query-qmp-schema".into(),
+        error,
+    })?;
     let qmp_schema = summarize_schema(&schema);
-    let info_qdm = q.hmp("info qdm").await?;
+    let info_qdm = match next() {
+        Ok(Value::String(s)) => s,
+        Ok(other) => {
+            return Err(ProbeError::Reply {
+                program: launcher.to_path_buf(),
+                command: "human-monitor-command info qdm".into(),
+                detail: format!("expected a string, got {other}"),
+            });
+        }
+        Err(error) => {
+            return Err(QemuError::Command {
+                command: "human-monitor-command info qdm".into(),
+                error,
+            }
+            .into());
+        }
+    };
+    let listed: BTreeSet<&str> = qom_types
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let all = property_types();
+    let asked: Vec<&str> = all.iter().copied().filter(|t| listed.contains(t)).collect();
+    let batch: Vec<(&str, Option<Value>)> = asked
+        .iter()
+        .map(|t| ("device-list-properties", Some(json!({ "typename": t }))))
+        .collect();
+    let answers = q.execute_pipelined(&batch).await?;
+    let mut device_properties = BTreeMap::new();
+    for (ty, r) in asked.iter().zip(answers) {
+        device_properties.insert((*ty).to_owned(), stored(r));
+    }
+    for ty in all {
+        device_properties
+            .entry(ty.to_owned())
+            .or_insert_with(|| json!({ "absent": ABSENT_TYPE }));
+    }
     let _ = q.quit().await;
     Ok(Basic {
         argv,
@@ -1009,18 +1167,31 @@ async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<Stri
         .cloned()
         .collect();
     ctx.tracker.add(refused.len() * plan.fallback.len());
+    let fallback = Arc::new(plan.fallback.clone());
+    let mut set = JoinSet::new();
     for ty in refused {
-        for m in &plan.fallback {
-            let probe =
-                match identity_launch(&ctx, m, "root", None, std::slice::from_ref(&ty)).await {
-                    IdentityRun::Started(p) => p,
-                    IdentityRun::Refused { probe, .. } => probe,
-                };
-            let started = probe.outcome == LaunchOutcome::Started;
-            out.insert(format!("root:{ty}@{m}"), probe);
-            if started {
-                break;
+        let ctx = Arc::clone(&ctx);
+        let fallback = Arc::clone(&fallback);
+        set.spawn(async move {
+            let mut tried = Vec::new();
+            for m in fallback.iter() {
+                let probe =
+                    match identity_launch(&ctx, m, "root", None, std::slice::from_ref(&ty)).await {
+                        IdentityRun::Started(p) => p,
+                        IdentityRun::Refused { probe, .. } => probe,
+                    };
+                let started = probe.outcome == LaunchOutcome::Started;
+                tried.push((format!("root:{ty}@{m}"), probe));
+                if started {
+                    break;
+                }
             }
+            tried
+        });
+    }
+    while let Some(j) = set.join_next().await {
+        if let Ok(tried) = j {
+            out.extend(tried);
         }
     }
     out
@@ -1170,10 +1341,78 @@ async fn identity_launch(
     }
 }
 
-async fn identity_placement(
+struct BatchResult {
+    started: Vec<IdentityProbe>,
+    rejected: BTreeMap<String, String>,
+    launches: usize,
+}
+
+/// One batch of a placement: launched, and on a refusal the culprit dropped (or the batch
+/// halved when QEMU does not name it) until what is left starts.
+async fn identity_batch(
     ctx: &IdentityContext,
     machine: &str,
     placement: &str,
+    root_bus: Option<&str>,
+    batch: Vec<String>,
+    max_launches: usize,
+) -> BatchResult {
+    let mut queue: std::collections::VecDeque<Vec<String>> = [batch].into();
+    let mut out = BatchResult {
+        started: Vec::new(),
+        rejected: BTreeMap::new(),
+        launches: 0,
+    };
+    while let Some(mut batch) = queue.pop_front() {
+        loop {
+            if batch.is_empty() || out.launches >= max_launches {
+                break;
+            }
+            out.launches += 1;
+            match identity_launch(ctx, machine, placement, root_bus, &batch).await {
+                IdentityRun::Started(p) => {
+                    out.started.push(p);
+                    break;
+                }
+                IdentityRun::Refused {
+                    culprit: Some((ty, msg)),
+                    ..
+                } => {
+                    batch.retain(|t| *t != ty);
+                    out.rejected.insert(ty, msg);
+                    ctx.tracker.add(1);
+                }
+                IdentityRun::Refused {
+                    probe,
+                    culprit: None,
+                } => {
+                    if batch.len() == 1 {
+                        let ty = batch.remove(0);
+                        let msg =
+                            error_line(&probe.stderr).unwrap_or_else(|| match probe.exit_code {
+                                Some(c) => format!("exit code {c}"),
+                                None => "killed by a signal".to_owned(),
+                            });
+                        out.rejected.insert(ty, msg);
+                    } else {
+                        // QEMU did not say which device: halve the batch.
+                        let second = batch.split_off(batch.len() / 2);
+                        queue.push_front(second);
+                        queue.push_front(std::mem::take(&mut batch));
+                        ctx.tracker.add(2);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn identity_placement(
+    ctx: &Arc<IdentityContext>,
+    machine: &str,
+    placement: &'static str,
     types: &[String],
 ) -> BTreeMap<String, IdentityProbe> {
     let mut out = BTreeMap::new();
@@ -1196,55 +1435,43 @@ async fn identity_placement(
                     .map(|(_, b)| b.id.clone())
             }),
     };
-    let root_bus = root_bus.as_deref();
-    let mut queue: std::collections::VecDeque<Vec<String>> =
-        types.chunks(BATCH).map(<[String]>::to_vec).collect();
-    ctx.tracker.add(queue.len());
+    // The batches are independent launches: run them at once (bounded by the shared
+    // semaphore), then merge in batch order so the record does not depend on timing.
+    let batches: Vec<Vec<String>> = types.chunks(BATCH).map(<[String]>::to_vec).collect();
+    ctx.tracker.add(batches.len());
+    let per_batch = MAX_LAUNCHES / batches.len().max(1);
+    let mut set = JoinSet::new();
+    for (i, batch) in batches.into_iter().enumerate() {
+        let ctx = Arc::clone(ctx);
+        let machine = machine.to_owned();
+        let root_bus = root_bus.clone();
+        set.spawn(async move {
+            let r = identity_batch(
+                &ctx,
+                &machine,
+                placement,
+                root_bus.as_deref(),
+                batch,
+                per_batch,
+            )
+            .await;
+            (i, r)
+        });
+    }
+    let mut results: Vec<(usize, BatchResult)> = Vec::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok(r) = j {
+            results.push(r);
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
     let mut rejected: BTreeMap<String, String> = BTreeMap::new();
     let mut started: Vec<IdentityProbe> = Vec::new();
     let mut launches = 0;
-    while let Some(mut batch) = queue.pop_front() {
-        loop {
-            if batch.is_empty() || launches >= MAX_LAUNCHES {
-                break;
-            }
-            launches += 1;
-            match identity_launch(ctx, machine, placement, root_bus, &batch).await {
-                IdentityRun::Started(p) => {
-                    started.push(p);
-                    break;
-                }
-                IdentityRun::Refused {
-                    culprit: Some((ty, msg)),
-                    ..
-                } => {
-                    batch.retain(|t| *t != ty);
-                    rejected.insert(ty, msg);
-                    ctx.tracker.add(1);
-                }
-                IdentityRun::Refused {
-                    probe,
-                    culprit: None,
-                } => {
-                    if batch.len() == 1 {
-                        let ty = batch.remove(0);
-                        let msg =
-                            error_line(&probe.stderr).unwrap_or_else(|| match probe.exit_code {
-                                Some(c) => format!("exit code {c}"),
-                                None => "killed by a signal".to_owned(),
-                            });
-                        rejected.insert(ty, msg);
-                    } else {
-                        // QEMU did not say which device: halve the batch.
-                        let second = batch.split_off(batch.len() / 2);
-                        queue.push_front(second);
-                        queue.push_front(std::mem::take(&mut batch));
-                        ctx.tracker.add(2);
-                    }
-                    break;
-                }
-            }
-        }
+    for (_, r) in results {
+        started.extend(r.started);
+        rejected.extend(r.rejected);
+        launches += r.launches;
     }
     for (i, p) in started.into_iter().enumerate() {
         let key = if i == 0 {
@@ -1255,21 +1482,38 @@ async fn identity_placement(
         out.insert(key, p);
     }
     // A type refused in company may start alone (two display adapters, one IOMMU, ...).
-    let retry: Vec<String> = rejected.keys().cloned().collect();
+    // These launches are independent too.
+    let retry: Vec<String> = rejected
+        .keys()
+        .take(MAX_LAUNCHES.saturating_sub(launches))
+        .cloned()
+        .collect();
     ctx.tracker.add(retry.len());
+    let mut set = JoinSet::new();
     for ty in retry {
-        if launches >= MAX_LAUNCHES {
-            break;
-        }
-        launches += 1;
-        let probe =
-            match identity_launch(ctx, machine, placement, root_bus, std::slice::from_ref(&ty))
-                .await
+        let ctx = Arc::clone(ctx);
+        let machine = machine.to_owned();
+        let root_bus = root_bus.clone();
+        set.spawn(async move {
+            let probe = match identity_launch(
+                &ctx,
+                &machine,
+                placement,
+                root_bus.as_deref(),
+                std::slice::from_ref(&ty),
+            )
+            .await
             {
                 IdentityRun::Started(p) => p,
                 IdentityRun::Refused { probe, .. } => probe,
             };
-        out.insert(format!("{placement}:{ty}"), probe);
+            (ty, probe)
+        });
+    }
+    while let Some(j) = set.join_next().await {
+        if let Ok((ty, probe)) = j {
+            out.insert(format!("{placement}:{ty}"), probe);
+        }
     }
     // Every rejection of the placement is recorded on its first launch.
     if let Some(first) = out.get_mut(placement) {
@@ -1278,4 +1522,225 @@ async fn identity_placement(
         }
     }
     out
+}
+
+// ---- identity cache ----------------------------------------------------------------------
+
+/// Version of what the probe records; part of every cache key, so that snapshots recorded by
+/// an older probe plan are never reused as if fresh.
+pub const PROBE_FORMAT: u32 = 2;
+
+/// Identity of a probe target: a recorded snapshot still holds while the launcher and the real
+/// binary keep their path, size and modification time (or, when only those changed, while the
+/// binary keeps its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetIdentity {
+    /// The program executed.
+    pub launcher: PathBuf,
+    /// Its size in bytes.
+    pub launcher_size: u64,
+    /// Its modification time, nanoseconds since the epoch.
+    pub launcher_mtime: u128,
+    /// The real binary.
+    pub binary: PathBuf,
+    /// Its size in bytes.
+    pub binary_size: u64,
+    /// Its modification time, nanoseconds since the epoch.
+    pub binary_mtime: u128,
+}
+
+fn size_mtime(p: &Path) -> std::io::Result<(u64, u128)> {
+    let m = std::fs::metadata(p)?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok((m.len(), mtime))
+}
+
+impl TargetIdentity {
+    /// Reads the identity of a target (two `stat` calls, no hashing).
+    pub fn of(t: &ProbeTarget) -> std::io::Result<TargetIdentity> {
+        let (launcher_size, launcher_mtime) = size_mtime(&t.launcher)?;
+        let (binary_size, binary_mtime) = size_mtime(&t.binary)?;
+        Ok(TargetIdentity {
+            launcher: t.launcher.clone(),
+            launcher_size,
+            launcher_mtime,
+            binary: t.binary.clone(),
+            binary_size,
+            binary_mtime,
+        })
+    }
+}
+
+/// One row of the cache: a target identity, the probe options, the binary's SHA-256 and the
+/// snapshot file recorded from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRow {
+    /// Identity at the time of the probe.
+    pub identity: TargetIdentity,
+    /// Probe options ([`ProbeConfig::cache_key`]).
+    pub options: String,
+    /// SHA-256 of the binary.
+    pub sha256: String,
+    /// The snapshot file.
+    pub snapshot: PathBuf,
+    /// `size:mtime` of the snapshot file (a file rewritten since is not reused).
+    pub snapshot_stamp: String,
+}
+
+/// The probe identity cache: a TSV file of [`CacheRow`]s (`probe-cache.tsv` beside the other
+/// caches). A target whose identity and options match a row whose snapshot file is unchanged
+/// needs no QEMU launch at all.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeCache {
+    file: Option<PathBuf>,
+    rows: Vec<CacheRow>,
+}
+
+impl ProbeConfig {
+    /// Key of the options that change a snapshot's content (with [`PROBE_FORMAT`]).
+    pub fn cache_key(&self) -> String {
+        let machines = match &self.machines {
+            MachineSelection::All => "all".to_owned(),
+            MachineSelection::None => "none".to_owned(),
+            MachineSelection::Glob(g) => format!("glob:{}", g.glob().glob()),
+        };
+        format!(
+            "format={PROBE_FORMAT} machines={machines} identity={}",
+            u8::from(self.identity)
+        )
+    }
+}
+
+impl ProbeCache {
+    /// Opens (reads) the cache file; a missing or unreadable file is an empty cache.
+    pub fn open(file: &Path) -> ProbeCache {
+        let rows = std::fs::read_to_string(file)
+            .map(|t| t.lines().filter_map(parse_row).collect())
+            .unwrap_or_default();
+        ProbeCache {
+            file: Some(file.to_path_buf()),
+            rows,
+        }
+    }
+
+    /// The snapshot recorded for a target with these options, by identity only (no hashing,
+    /// no launch): `Some((binary sha256, snapshot path))` when the launcher and binary are
+    /// unchanged and the snapshot file still holds the recorded bytes.
+    pub fn lookup(&self, t: &ProbeTarget, options: &str) -> Option<(String, PathBuf)> {
+        let id = TargetIdentity::of(t).ok()?;
+        let row = self
+            .rows
+            .iter()
+            .find(|r| r.identity == id && r.options == options)?;
+        snapshot_unchanged(row).then(|| (row.sha256.clone(), row.snapshot.clone()))
+    }
+
+    /// Like [`ProbeCache::lookup`], but when the binary's size or modification time changed
+    /// (copied, touched) its SHA-256 decides: same hash, same build.
+    pub fn lookup_hashing(&self, t: &ProbeTarget, options: &str) -> Option<(String, PathBuf)> {
+        if let Some(hit) = self.lookup(t, options) {
+            return Some(hit);
+        }
+        let id = TargetIdentity::of(t).ok()?;
+        let candidates: Vec<&CacheRow> = self
+            .rows
+            .iter()
+            .filter(|r| {
+                r.options == options
+                    && r.identity.launcher == id.launcher
+                    && r.identity.launcher_size == id.launcher_size
+                    && r.identity.launcher_mtime == id.launcher_mtime
+                    && r.identity.binary == id.binary
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let sha = sha256_file(&t.binary).ok()?;
+        candidates
+            .into_iter()
+            .find(|r| r.sha256 == sha && snapshot_unchanged(r))
+            .map(|r| (r.sha256.clone(), r.snapshot.clone()))
+    }
+
+    /// Records (replaces) the row of a target and writes the cache file atomically.
+    pub fn record(
+        &mut self,
+        t: &ProbeTarget,
+        options: &str,
+        sha256: &str,
+        snapshot: &Path,
+    ) -> std::io::Result<()> {
+        let identity = TargetIdentity::of(t)?;
+        let snapshot_stamp = file_stamp(snapshot)?;
+        self.rows
+            .retain(|r| !(r.identity.launcher == identity.launcher && r.options == options));
+        self.rows.push(CacheRow {
+            identity,
+            options: options.to_owned(),
+            sha256: sha256.to_owned(),
+            snapshot: snapshot.to_path_buf(),
+            snapshot_stamp,
+        });
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut text = String::new();
+        for r in &self.rows {
+            let i = &r.identity;
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                i.launcher.display(),
+                i.launcher_size,
+                i.launcher_mtime,
+                i.binary.display(),
+                i.binary_size,
+                i.binary_mtime,
+                r.options,
+                r.sha256,
+                r.snapshot.display(),
+                r.snapshot_stamp
+            ));
+        }
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, file)
+    }
+}
+
+fn file_stamp(p: &Path) -> std::io::Result<String> {
+    let (size, mtime) = size_mtime(p)?;
+    Ok(format!("{size}:{mtime}"))
+}
+
+fn snapshot_unchanged(r: &CacheRow) -> bool {
+    file_stamp(&r.snapshot).is_ok_and(|s| s == r.snapshot_stamp)
+}
+
+fn parse_row(line: &str) -> Option<CacheRow> {
+    let f: Vec<&str> = line.split('\t').collect();
+    let [l, ls, lm, b, bs, bm, o, sha, snap, stamp] = f.as_slice() else {
+        return None;
+    };
+    Some(CacheRow {
+        identity: TargetIdentity {
+            launcher: PathBuf::from(l),
+            launcher_size: ls.parse().ok()?,
+            launcher_mtime: lm.parse().ok()?,
+            binary: PathBuf::from(b),
+            binary_size: bs.parse().ok()?,
+            binary_mtime: bm.parse().ok()?,
+        },
+        options: (*o).to_owned(),
+        sha256: (*sha).to_owned(),
+        snapshot: PathBuf::from(snap),
+        snapshot_stamp: (*stamp).to_owned(),
+    })
 }

@@ -400,6 +400,111 @@ impl Qemu {
         }
     }
 
+    /// Runs several QMP commands pipelined: all are written at once, then the replies are
+    /// read (QEMU answers a non-OOB session in order). One deadline covers the batch (the
+    /// command timeout, plus one more per 32 commands). Same error contract as
+    /// [`Qemu::execute`]; the answers come back in the order of `commands`.
+    pub async fn execute_pipelined(
+        &mut self,
+        commands: &[(&str, Option<Value>)],
+    ) -> Result<Vec<Result<Value, Value>>, QemuError> {
+        let n = u32::try_from(commands.len() / 32).unwrap_or(u32::MAX);
+        let deadline = Instant::now() + self.timeouts.command.saturating_mul(n.saturating_add(1));
+        match self.pipelined(commands, deadline).await {
+            Ok(r) => Ok(r),
+            Err(p) => {
+                self.kill_and_reap_after(p.grace(self.timeouts)).await;
+                Err(self.finish_error(p).await)
+            }
+        }
+    }
+
+    async fn pipelined(
+        &mut self,
+        commands: &[(&str, Option<Value>)],
+        deadline: Instant,
+    ) -> Result<Vec<Result<Value, Value>>, Pending> {
+        let first = self.next_id;
+        let mut bytes = Vec::new();
+        for (command, arguments) in commands {
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut msg = json!({ "execute": command, "id": id });
+            if let (Some(args), Some(obj)) = (arguments.clone(), msg.as_object_mut()) {
+                obj.insert("arguments".into(), args);
+            }
+            bytes.extend_from_slice(msg.to_string().as_bytes());
+            bytes.push(b'\n');
+        }
+        let Some(mut stdin) = self.stdin.take() else {
+            return Err(Pending::Write(std::io::Error::from(
+                std::io::ErrorKind::BrokenPipe,
+            )));
+        };
+        // Write and read at once: QEMU stops reading while its replies fill the pipe.
+        let writer = async move {
+            let r = async {
+                stdin.write_all(&bytes).await?;
+                stdin.flush().await
+            }
+            .await;
+            (stdin, r)
+        };
+        let phase = format!("to a pipelined batch of {} commands", commands.len());
+        let reader = async {
+            let mut out: Vec<Option<Result<Value, Value>>> = vec![None; commands.len()];
+            let mut got = 0;
+            while got < commands.len() {
+                let mut reply = self.read_message(deadline, &phase).await?;
+                let Some(obj) = reply.as_object_mut() else {
+                    return Err(Pending::Protocol {
+                        phase: phase.clone(),
+                        detail: format!("not a JSON object: {}", shorten(&reply.to_string())),
+                    });
+                };
+                if obj.contains_key("event") {
+                    self.events.push(reply);
+                    continue;
+                }
+                let slot = obj
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .and_then(|id| id.checked_sub(first))
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| out.get_mut(i))
+                    .filter(|s| s.is_none());
+                let answer = if let Some(ret) = obj.remove("return") {
+                    Ok(ret)
+                } else if let Some(err) = obj.remove("error") {
+                    Err(err)
+                } else {
+                    return Err(Pending::Protocol {
+                        phase: phase.clone(),
+                        detail: format!(
+                            "reply with neither return nor error: {}",
+                            shorten(&reply.to_string())
+                        ),
+                    });
+                };
+                let Some(slot) = slot else {
+                    return Err(Pending::Protocol {
+                        phase: phase.clone(),
+                        detail: "reply for another request".into(),
+                    });
+                };
+                *slot = Some(answer);
+                got += 1;
+            }
+            Ok(out.into_iter().flatten().collect::<Vec<_>>())
+        };
+        let ((stdin, written), read) = tokio::join!(writer, reader);
+        self.stdin = Some(stdin);
+        // A failed read (QEMU exited) says more than the broken pipe it caused.
+        let out = read?;
+        written.map_err(Pending::Write)?;
+        Ok(out)
+    }
+
     /// Runs a QMP command that must succeed: a QMP error becomes [`QemuError::Command`].
     pub async fn execute_ok(
         &mut self,

@@ -25,6 +25,7 @@
 pub mod binaries;
 pub mod case;
 pub mod config;
+pub mod explore;
 pub mod gate;
 pub mod golden;
 pub mod gueststage;
@@ -33,6 +34,7 @@ pub mod livestage;
 pub mod outcome;
 pub mod planstage;
 pub mod planview;
+pub mod qualify;
 pub mod results;
 pub mod rig;
 pub mod snapshots;

@@ -132,6 +132,19 @@ fn run_accepted(
             plan.host_resources.join(", ")
         ));
     }
+    verify_accepted(snap, bin, rig, plan)
+}
+
+/// Starts an accepted plan's argv on the snapshot's binary and compares what QEMU built
+/// with the plan: QEMU must start, its PCI functions must equal the predicted guest view,
+/// every device must sit where the plan put it (bus, slot, function, CCW devno, zPCI
+/// uid/fid). Used by the live stage and by `qconform explore`.
+pub fn verify_accepted(
+    snap: &LoadedSnapshot,
+    bin: &Located,
+    rig: &Rig,
+    plan: &PlanView,
+) -> StageResult {
     let numbering = numbering_for(&snap.arch);
     let args = live::live_args(&plan.argv, numbering);
     let run = {

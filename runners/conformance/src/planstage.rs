@@ -7,6 +7,7 @@ use crate::case::{Case, Outcome};
 use crate::golden::{self, GoldenDir};
 use crate::outcome::StageResult;
 use crate::planview::{self, PlanRejection, PlanView};
+use crate::qualify::{self, CaseClass};
 use crate::snapshots::LoadedSnapshot;
 
 /// Inputs of one plan-stage run besides the case and snapshot.
@@ -18,6 +19,9 @@ pub struct PlanStageOptions<'a> {
     pub hint: &'a str,
     /// Machine named in the trial, compared with the plan's.
     pub trial_machine: Option<&'a str>,
+    /// Set when no case has goldens of this snapshot (a caps directory with a snapshot
+    /// never blessed): the plan is compared with this baseline's goldens instead.
+    pub baseline: Option<&'a LoadedSnapshot>,
 }
 
 /// Runs the plan stage.
@@ -80,9 +84,45 @@ pub fn run(case: &Case, snap: &LoadedSnapshot, opts: PlanStageOptions<'_>) -> St
                 .into(),
         );
     }
-    let g = golden::check(gd, &snap.golden_stem(), &produced_refs, bless);
-    failures.extend(g.failures);
-    notes.extend(g.blessed.iter().map(|b| format!("blessed: {b}")));
+    let compared = match opts.baseline {
+        Some(b) if !opts.bless => {
+            let c = qualify::compare_with_baseline(case, snap, b);
+            match c.class {
+                CaseClass::NoBaseline => None,
+                CaseClass::Identical => {
+                    notes.push(format!(
+                        "no goldens of {} yet: compared with the baseline {}'s goldens \
+                         (versioned machine names normalised): identical",
+                        snap.golden_stem(),
+                        b.id
+                    ));
+                    Some(())
+                }
+                class => {
+                    failures.push(format!(
+                        "no goldens of {} yet: compared with the baseline {}'s goldens \
+                         (versioned machine names normalised): {}\n{}{}",
+                        snap.golden_stem(),
+                        b.id,
+                        class.as_str(),
+                        c.detail.trim_end(),
+                        if opts.hint.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\n{}", opts.hint)
+                        }
+                    ));
+                    Some(())
+                }
+            }
+        }
+        _ => None,
+    };
+    if compared.is_none() {
+        let g = golden::check(gd, &snap.golden_stem(), &produced_refs, bless);
+        failures.extend(g.failures);
+        notes.extend(g.blessed.iter().map(|b| format!("blessed: {b}")));
+    }
     let argv = result.as_ref().map(|p| p.argv.clone()).unwrap_or_default();
     StageResult::from_checks(failures, notes).with_argv(argv)
 }
@@ -92,6 +132,7 @@ pub fn run(case: &Case, snap: &LoadedSnapshot, opts: PlanStageOptions<'_>) -> St
 pub fn run_case_level(
     case: &Case,
     stems: &BTreeSet<String>,
+    known: Option<&BTreeSet<String>>,
     bless: bool,
     hint: &str,
 ) -> StageResult {
@@ -102,7 +143,7 @@ pub fn run_case_level(
         display: &display,
         hint,
     };
-    let o = golden::check_orphans(gd, stems, bless);
+    let o = golden::check_orphans(gd, stems, known, bless);
     let notes = o.blessed.iter().map(|b| format!("blessed: {b}")).collect();
     StageResult::from_checks(o.failures, notes)
 }

@@ -29,6 +29,18 @@ impl LoadedSnapshot {
         format!("{}-{}", self.arch, self.version)
     }
 
+    /// Wraps a snapshot read or probed from `path` (kept for messages).
+    pub fn new(snapshot: Snapshot, path: PathBuf) -> LoadedSnapshot {
+        LoadedSnapshot {
+            id: snapshot.id(),
+            file_name: snapshot.file_name(),
+            path,
+            version: snapshot.probe.qemu_version.to_string(),
+            arch: snapshot.probe.arch.clone(),
+            snapshot,
+        }
+    }
+
     /// `major.minor` of the QEMU version (the matrix is keyed by it).
     pub fn major_minor(&self) -> String {
         let v = self.snapshot.probe.qemu_version;

@@ -61,6 +61,10 @@ pub struct TrialSpec {
     /// Set on the case-level trial (named `<case>`, no snapshot) that checks `expect/` for
     /// files no applicable snapshot produces: the stems of the applicable snapshots.
     pub orphan_stems: Option<Arc<BTreeSet<String>>>,
+    /// Stems of every loaded snapshot (goldens of others are not orphans).
+    pub known_stems: Option<Arc<BTreeSet<String>>>,
+    /// Plan trials of a snapshot no case has goldens of: the snapshot compared instead.
+    pub baseline: Option<Arc<LoadedSnapshot>>,
     /// QEMU binary (live and guest).
     pub binary: Option<Located>,
 }
@@ -134,7 +138,13 @@ impl TrialSpec {
         }
         if let (Some(case), None, Some(stems)) = (&self.case, &self.snap, &self.orphan_stems) {
             return (
-                planstage::run_case_level(case, stems, cfg.bless, &cfg.hint_for(&case.name)),
+                planstage::run_case_level(
+                    case,
+                    stems,
+                    self.known_stems.as_deref(),
+                    cfg.bless,
+                    &cfg.hint_for(&case.name),
+                ),
                 false,
             );
         }
@@ -151,6 +161,7 @@ impl TrialSpec {
                         bless: cfg.bless,
                         hint: &hint,
                         trial_machine: self.machine.as_deref(),
+                        baseline: self.baseline.as_deref(),
                     },
                 )
             }
@@ -258,6 +269,8 @@ pub fn build_trials(
             ignore: None,
             load_error: Some(e.to_string()),
             orphan_stems: None,
+            known_stems: None,
+            baseline: None,
             binary: None,
         });
     }
@@ -272,6 +285,8 @@ pub fn build_trials(
             ignore: None,
             load_error: Some(format!("snapshot {e}")),
             orphan_stems: None,
+            known_stems: None,
+            baseline: None,
             binary: None,
         });
     }
@@ -292,6 +307,11 @@ pub fn build_trials(
             }
         }
     }
+    // Snapshots no case has goldens of (a caps directory with a snapshot never blessed):
+    // their plans are compared with a baseline's goldens instead of failing as missing.
+    let known_stems: Arc<BTreeSet<String>> =
+        Arc::new(snaps.snapshots.iter().map(|s| s.golden_stem()).collect());
+    let without_goldens = baselines_for_unblessed(corpus, snaps);
     let mut located: BTreeMap<String, Result<Located, String>> = BTreeMap::new();
     let mut locate = |snap: &LoadedSnapshot| -> Result<Located, String> {
         located
@@ -328,6 +348,8 @@ pub fn build_trials(
                 ignore: None,
                 load_error: None,
                 orphan_stems: Some(Arc::clone(&stems)),
+                known_stems: Some(Arc::clone(&known_stems)),
+                baseline: None,
                 binary: None,
             });
         }
@@ -344,6 +366,8 @@ pub fn build_trials(
                 ignore: gate_result.as_ref().err().cloned(),
                 load_error: None,
                 orphan_stems: None,
+                known_stems: None,
+                baseline: without_goldens.get(&snap.id).and_then(Clone::clone),
                 binary: None,
             };
             if cfg.tiers.plan {
@@ -387,6 +411,36 @@ pub fn build_trials(
         }
     }
     out
+}
+
+/// For each loaded snapshot of which no case has a golden: the baseline its plans are
+/// compared with (`None` when no blessed snapshot of the arch qualifies).
+fn baselines_for_unblessed(
+    corpus: &Corpus,
+    snaps: &Snapshots,
+) -> BTreeMap<String, Option<Arc<LoadedSnapshot>>> {
+    let blessed: Vec<Arc<LoadedSnapshot>> = snaps
+        .snapshots
+        .iter()
+        .filter(|s| {
+            let stem = s.golden_stem();
+            corpus
+                .cases
+                .iter()
+                .any(|c| crate::qualify::has_goldens(&c.dir, &stem))
+        })
+        .cloned()
+        .collect();
+    snaps
+        .snapshots
+        .iter()
+        .filter(|s| !blessed.iter().any(|b| b.id == s.id))
+        .map(|s| {
+            let base =
+                crate::qualify::auto_baseline(s.snapshot.probe.qemu_version, &s.arch, &blessed);
+            (s.id.clone(), base)
+        })
+        .collect()
 }
 
 fn live_ignore(case: &Case) -> Option<String> {

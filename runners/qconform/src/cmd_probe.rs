@@ -11,7 +11,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use qconform_caps::{LaunchOutcome, Snapshot};
 use qconform_qemu::matrix::{self, MatrixEntry};
 use qconform_qemu::probe::{
-    MachineSelection, ProbeConfig, ProbeProgress, ProbeTarget, probe_binary, resolve_target,
+    MachineSelection, ProbeCache, ProbeConfig, ProbeProgress, ProbeTarget, probe_binary,
+    resolve_target,
 };
 use qconform_reports::output;
 use tokio::sync::Semaphore;
@@ -63,9 +64,15 @@ pub struct Args {
     /// Do not record PCI identities (faster; the snapshot's pci_ids stay empty).
     #[arg(long)]
     no_identity: bool,
+    /// Probe even binaries whose snapshot in the output directory was recorded from the
+    /// same launcher and binary (same path, size and mtime) with the same options; without
+    /// it those are kept and not launched at all.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// Runs the subcommand.
+#[allow(clippy::needless_pass_by_value)] // the dispatcher hands every subcommand its Args
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.qemu.is_empty() && !args.matrix {
         eprintln!("qconform probe: nothing to probe: give --matrix or --qemu BIN (see --help)");
@@ -118,7 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let failed = runtime.block_on(probe_all(targets, config, jobs, args.caps_dir))?;
+    let cache = (!args.no_cache)
+        .then(qconform_conformance::config::default_cache_dir)
+        .flatten()
+        .map(|d| ProbeCache::open(&d.join("probe-cache.tsv")));
+    let failed = runtime.block_on(probe_all(targets, config, jobs, args.caps_dir, cache))?;
     Ok(match failed {
         Outcome::Done(0) => ExitCode::SUCCESS,
         Outcome::Done(_) => ExitCode::from(EXIT_RIG),
@@ -159,7 +170,10 @@ async fn probe_all(
     config: ProbeConfig,
     jobs: usize,
     out: PathBuf,
+    cache: Option<ProbeCache>,
 ) -> anyhow::Result<Outcome> {
+    let key = config.cache_key();
+    let cache = cache.map(|c| Arc::new(Mutex::new(c)));
     let reporter = if std::io::stderr().is_terminal() {
         Reporter::Bars(MultiProgress::new())
     } else {
@@ -212,8 +226,27 @@ async fn probe_all(
         let out = out.clone();
         let temps = Arc::clone(&temps);
         let reporter = reporter.clone();
+        let cache = cache.clone();
+        let key = key.clone();
         set.spawn(async move {
             let t0 = std::time::Instant::now();
+            // Unchanged launcher and binary, same options, snapshot still in place: no launch.
+            let hit = cache.as_ref().and_then(|c| {
+                let c = c.lock().ok()?;
+                let (_, path) = c.lookup(&target, &key)?;
+                (path.parent() == Some(out.as_path())).then_some(path)
+            });
+            if let Some(path) = hit {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                reporter.line(&format!(
+                    "{label}: unchanged since {} was recorded; not probed ({:.3}s; --no-cache probes it)",
+                    path.display(),
+                    t0.elapsed().as_secs_f64()
+                ));
+                return true;
+            }
             let result = probe_binary(&target, &config, limit, progress).await;
             if let Some(b) = &bar {
                 b.finish_and_clear();
@@ -221,6 +254,10 @@ async fn probe_all(
             match result {
                 Ok(snap) => match write_snapshot(&out, &snap, &temps) {
                     Ok((path, bytes)) => {
+                        if let Some(Ok(mut c)) = cache.as_ref().map(|c| c.lock()) {
+                            // A cache that cannot be written only costs time next run.
+                            let _ = c.record(&target, &key, &snap.probe.binary_sha256, &path);
+                        }
                         reporter.line(&format!(
                             "{label}: wrote {} ({}; {} KiB) in {:.1}s",
                             path.display(),

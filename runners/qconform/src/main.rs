@@ -21,8 +21,10 @@ use clap::{Parser, Subcommand};
 mod cmd_caps;
 mod cmd_diff;
 mod cmd_libvirt_suite;
+mod cmd_explore;
 mod cmd_plan;
 mod cmd_probe;
+mod cmd_qualify;
 mod cmd_report;
 mod cmd_run;
 mod snapshot_arg;
@@ -62,10 +64,14 @@ enum Command {
     Diff(cmd_diff::Args),
     /// Show how a case's plan changes between two snapshots (guest ABI drift).
     Drift(cmd_diff::DriftArgs),
+    /// Qualify a QEMU build against a recorded baseline: probe, replay, live; a verdict.
+    Qualify(cmd_qualify::Args),
     /// Render or merge conformance results into JUnit, JSON lines and HTML.
     Report(cmd_report::Args),
     /// Replay libvirt's own test domains and print the parity with libvirt's argv.
     LibvirtSuite(cmd_libvirt_suite::Args),
+    /// Check random domains from each snapshot's vocabulary on the real binaries.
+    Explore(cmd_explore::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,8 +96,10 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run::run(a),
         Command::Diff(a) => cmd_diff::run(a),
         Command::Drift(a) => cmd_diff::run_drift(a),
+        Command::Qualify(a) => cmd_qualify::run(a),
         Command::Report(a) => cmd_report::run(a),
         Command::LibvirtSuite(a) => cmd_libvirt_suite::run(a),
+        Command::Explore(a) => cmd_explore::run(a),
     };
     match result {
         Ok(code) => code,
