@@ -20,8 +20,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd_caps;
 mod cmd_diff;
-mod cmd_libvirt_suite;
 mod cmd_explore;
+mod cmd_libvirt_suite;
 mod cmd_plan;
 mod cmd_probe;
 mod cmd_qualify;
