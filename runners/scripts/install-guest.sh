@@ -3,12 +3,17 @@
 # busybox initramfs per guest arch, which boot under QEMU (TCG), list the PCI functions the
 # guest kernel sees, and power off.
 #
-#   $ROOT/<arch>/vmlinuz      Debian bookworm kernel (linux-image-<abi>-<flavour>, bookworm or
-#                             bookworm-security, whichever is newer), taken from /boot of the deb
+#   $ROOT/<arch>/vmlinuz      Debian kernel (linux-image-<abi>-<flavour>, the newest of the suite and
+#                             its -security suite), the /boot/vmlinuz-* or /boot/vmlinux-* of the deb
+#                             (ppc64: the ELF vmlinux, which SLOF loads as it is)
 #   $ROOT/<arch>/initrd.gz    static busybox of that arch + /init (below), newc cpio, gzip
 #   $ROOT/<arch>/ASSETS       "<package> <version>" of the kernel and busybox packages used
 #   $ROOT/<arch>/SHA256SUMS   sha256sum of vmlinuz and initrd.gz
-#   arches: x86_64 (amd64), s390x (s390x), aarch64 (arm64)
+#   arches (Debian architecture, kernel flavour, suite):
+#     x86_64 (amd64, amd64, bookworm)        s390x (s390x, s390x, bookworm)
+#     aarch64 (arm64, arm64, bookworm)       ppc64 (ppc64el, powerpc64le, bookworm)
+#     riscv64 (riscv64, riscv64, trixie: riscv64 is a release architecture from trixie on;
+#              bookworm has it only on debian-ports, which is not a mirror of Debian proper)
 #
 # Guest output contract (parsed by the Rust guest tier; keep both sides in sync):
 # /init mounts proc and sysfs, then writes to the console, one line per directory in
@@ -25,7 +30,19 @@
 #   sec=N:     decimal secondary_bus_number; only for bridges (the file exists only for them)
 #   uid, fid:  s390x zPCI only, the sysfs files uid ("0x%x") and function_id ("0x%08x") verbatim;
 #              each printed when its file exists. The guest PCI domain equals the zPCI uid.
-#   Fields are separated by one space, in exactly this order. After END, /init powers off
+#   Fields are separated by one space, in exactly this order.
+#
+# Then, only where the guest has a CCW bus (s390x), one line per directory in
+# /sys/bus/ccw/devices, sorted by bus-id (cssid.ssid.devno as the guest numbers them, lowercase hex):
+#
+#   === CCW-DEVICES-BEGIN
+#   CCW <C.S.DDDD> cutype=TTTT/MM devtype=TTTT/MM online=0|1
+#   ...
+#   === CCW-DEVICES-END
+#
+#   cutype, devtype, online: the sysfs files verbatim (virtio-ccw: cutype 3832/<virtio device id>)
+#
+# After the last END, /init powers off
 #   (poweroff -f; if that fails, init exits and the kernel panics, so boot with
 #   "panic=-1" and QEMU's -no-reboot). Lines arrive on a serial console: expect "\r\n" line
 #   ends, QEMU warnings and kernel messages before and after the markers (with "quiet
@@ -34,19 +51,25 @@
 #
 # Boot (firmware-free direct kernel boot, TCG; -serial stdio gives the console):
 #   x86_64:  qemu-system-x86_64 -machine q35 -accel tcg -m 512 -nodefaults -display none -no-reboot
-#            -kernel vmlinuz -initrd initrd.gz -append "console=ttyS0 panic=-1 quiet loglevel=3" -serial stdio
+#            -kernel vmlinuz -initrd initrd.gz -append "console=ttyS0 panic=-1 quiet loglevel=3 no_timer_check" -serial stdio
+#            (no_timer_check: under TCG on a loaded host the kernel's timer IRQ test can fail and
+#            panic with "IO-APIC + timer doesn't work!")
 #   s390x:   -machine s390-ccw-virtio ... -append "console=ttysclp0 panic=-1 quiet loglevel=3"
 #   aarch64: -machine virt -cpu max ... -append "console=ttyAMA0 panic=-1 quiet loglevel=3"
+#   ppc64:   -machine pseries ... -append "console=hvc0 panic=-1 quiet loglevel=3"  (SLOF loads the kernel)
+#   riscv64: -machine virt ... -append "console=ttyS0 panic=-1 quiet loglevel=3"  (OpenSBI, -bios default)
 #
-# Packages come through a private apt state under $ROOT/.apt/<debian-arch> (bookworm,
-# bookworm-updates, bookworm-security for that architecture only): the host's dpkg
+# Packages come through a private apt state under $ROOT/.apt/<debian-arch> (the suite,
+# its -updates and -security suites, for that architecture only): the host's dpkg
 # architectures and apt lists are not touched, and root is not needed.
 #
 # Usage: install-guest.sh [install|list|check|--help]      (default: install)
 #   check: boots every installed arch with the newest QEMU of install-matrix.sh's matrix.tsv
-#          and checks the marker lines (x86_64 with a PCIe root port, s390x with a zpci uid/fid).
+#          and checks the marker lines (x86_64 with a PCIe root port, s390x with a zpci uid/fid and
+#          a virtio-rng-ccw at devno fe.1.0005, which the guest must list as 0.1.0005; aarch64,
+#          ppc64 and riscv64 with a virtio-net-pci).
 # Env:   QCONFORM_GUEST_ROOT       default $HOME/.cache/qconform/guest
-#        QCONFORM_GUEST_ARCHES     default "x86_64 s390x aarch64"
+#        QCONFORM_GUEST_ARCHES     default "x86_64 s390x aarch64 ppc64 riscv64"
 #        QCONFORM_DEBIAN_MIRROR    default: the mirror of the host's bookworm apt source
 #        QCONFORM_DEBIAN_SECURITY_MIRROR  default: the host's bookworm-security source
 #        QCONFORM_MATRIX_ROOT      (check only) where matrix.tsv is, default $HOME/.cache/qconform/matrix
@@ -58,13 +81,10 @@ set -euo pipefail
 PROG=install-guest
 HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 ROOT=${QCONFORM_GUEST_ROOT:-$HOME/.cache/qconform/guest}
-ARCHES=${QCONFORM_GUEST_ARCHES:-"x86_64 s390x aarch64"}
+ARCHES=${QCONFORM_GUEST_ARCHES:-"x86_64 s390x aarch64 ppc64 riscv64"}
 MATRIX_ROOT=${QCONFORM_MATRIX_ROOT:-$HOME/.cache/qconform/matrix}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
 
 # ---- logging and timing (lib.sh: log, die, step, quietly; Debian mirror: source_uri) ---------
 
@@ -73,17 +93,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 T_START=$(now_ms)
-
-on_exit() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
-    log "step $CURRENT_STEP: FAILED (exit $rc) after $(fmt_ms $(($(now_ms) - STEP_T0)))s"
-  fi
-}
-trap on_exit EXIT
-
-stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-stamp_set() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" >"$1.tmp"; mv "$1.tmp" "$1"; }
+trap log_failed_step EXIT
 
 # ---- Debian mirror (same rules as install-matrix.sh) -----------------------------------------
 
@@ -96,19 +106,33 @@ mirrors() { # sets MIRROR and SECURITY_MIRROR
 
 # ---- arches ----------------------------------------------------------------------------------
 
-deb_arch() { # guest arch -> Debian architecture (= kernel flavour of the linux-image metapackage)
+deb_arch() { # guest arch -> Debian architecture
   case $1 in
     x86_64) echo amd64 ;;
     s390x) echo s390x ;;
     aarch64) echo arm64 ;;
-    *) die "unknown guest arch '$1' (known: x86_64 s390x aarch64)" ;;
+    ppc64) echo ppc64el ;;
+    riscv64) echo riscv64 ;;
+    *) die "unknown guest arch '$1' (known: x86_64 s390x aarch64 ppc64 riscv64)" ;;
+  esac
+}
+flavour() { # Debian architecture -> kernel flavour (linux-image-<flavour> metapackage)
+  case $1 in
+    ppc64el) echo powerpc64le ;;
+    *) echo "$1" ;;
+  esac
+}
+suite() { # Debian architecture -> suite its kernel and busybox come from
+  case $1 in
+    riscv64) echo trixie ;;
+    *) echo bookworm ;;
   esac
 }
 
 # ---- private apt per Debian architecture -----------------------------------------------------
 
 APT_DIR=$ROOT/.apt
-apt_opts() { # DEBARCH -> options for a private apt that sees only bookworm for that architecture
+apt_opts() { # DEBARCH -> options for a private apt that sees only its suite for that architecture
   local a=$APT_DIR/$1
   printf '%s\n' \
     -o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$a/sources.list.d" \
@@ -126,25 +150,33 @@ papt() { # papt DEBARCH apt-get|apt-cache ARGS...
 }
 
 apt_setup() { # DEBARCH: write the private sources and refresh its lists (once per run)
-  local arch=$1 a=$APT_DIR/$1
+  local arch=$1 a=$APT_DIR/$1 su
+  su=$(suite "$arch")
   mkdir -p "$a/sources.list.d" "$a/preferences.d" "$a/state" "$a/lists/partial" "$a/cache/archives/partial"
   : >>"$a/status"
   cat >"$a/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: $MIRROR
-Suites: bookworm bookworm-updates
+Suites: $su $su-updates
 Components: main
 Architectures: $arch
 Signed-By: $KEYRING
 
 Types: deb
 URIs: $SECURITY_MIRROR
-Suites: bookworm-security
+Suites: $su-security
 Components: main
 Architectures: $arch
 Signed-By: $KEYRING
 EOF
-  quietly "apt-update-$arch" papt "$arch" apt-get update
+  # A mirror caught mid-sync (or a caching proxy holding an older index) fails one index of
+  # the update; the others are kept. Go on when the suite's own main index is there: the
+  # kernel is then the newest of what the mirror serves consistently.
+  if ! quietly "apt-update-$arch" papt "$arch" apt-get update; then
+    compgen -G "$a/lists/*_dists_${su}_main_binary-${arch}_Packages*" >/dev/null ||
+      die "apt-get update for $arch ($su) failed; see $LOGS/apt-update-$arch.log"
+    log "WARNING: apt-get update for $arch failed in part; going on with the indexes it fetched"
+  fi
 }
 
 # download DEBARCH PKG DIR: apt-get download PKG into DIR, echo the .deb path
@@ -181,6 +213,14 @@ for d in /sys/bus/pci/devices/*; do
   echo "$line"
 done
 echo "=== PCI-DEVICES-END"
+if [ -d /sys/bus/ccw/devices ]; then
+  echo "=== CCW-DEVICES-BEGIN"
+  for d in /sys/bus/ccw/devices/*; do
+    [ -r "$d/cutype" ] || continue
+    echo "CCW ${d##*/} cutype=$(cat "$d/cutype") devtype=$(cat "$d/devtype") online=$(cat "$d/online")"
+  done
+  echo "=== CCW-DEVICES-END"
+fi
 sync
 poweroff -f
 sleep 5
@@ -197,27 +237,40 @@ ensure_apt() { # DEBARCH: private apt lists for that architecture, refreshed onc
   APT_READY+="$1 "
 }
 
-# kernel package of the newest bookworm ABI: the dependency of the linux-image-<flavour> metapackage
+# kernel package of the suite's newest ABI: the dependency of the linux-image-<flavour> metapackage
 kernel_package() {
-  local arch=$1
-  papt "$arch" apt-cache depends "linux-image-$arch" 2>/dev/null |
-    sed -nE "s/^ *Depends: (linux-image-[0-9][^ ]*-$arch)( .*)?$/\1/p" | head -n 1
+  local arch=$1 fl
+  fl=$(flavour "$arch")
+  papt "$arch" apt-cache depends "linux-image-$fl" 2>/dev/null |
+    sed -nE "s/^ *Depends: (linux-image-[0-9][^ ]*-$fl)( .*)?$/\1/p" | head -n 1
 }
 
 install_kernel() { # ARCH DEBARCH
   local arch=$1 darch=$2 dir=$ROOT/$1 pkg deb tmp
   pkg=$(kernel_package "$darch")
-  [ -n "$pkg" ] || die "$arch: no linux-image-*-$darch found in bookworm"
+  [ -n "$pkg" ] || die "$arch: no linux-image-*-$(flavour "$darch") found in $(suite "$darch")"
   tmp=$ROOT/.work/$arch-kernel
   rm -rf "$tmp"
   deb=$(download "$darch" "$pkg" "$tmp")
   mkdir -p "$tmp/x" "$dir"
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" ./boot
-  cp "$tmp"/x/boot/vmlinuz-* "$dir/vmlinuz.tmp" && mv "$dir/vmlinuz.tmp" "$dir/vmlinuz"
+  local k
+  k=$(find "$tmp/x/boot" -maxdepth 1 \( -name 'vmlinuz-*' -o -name 'vmlinux-*' \) | head -n 1)
+  [ -n "$k" ] || die "$arch: $pkg has no /boot/vmlinuz-* or /boot/vmlinux-*"
+  cp "$k" "$dir/vmlinuz.tmp"
+  mv "$dir/vmlinuz.tmp" "$dir/vmlinuz"
   cp "$tmp"/x/boot/config-* "$dir/kernel.config"
   printf '%s %s\n' "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)" >"$dir/.kernel-package"
   rm -rf "$tmp"   # the deb is ~60 MB of modules that are never used
   log "$arch: kernel $(cat "$dir/.kernel-package"), vmlinuz $(du -h "$dir/vmlinuz" | cut -f1)"
+}
+
+busybox_in() { # DIR: the busybox binary of an unpacked busybox-static (bin/ up to bookworm, usr/bin/ from trixie)
+  local p
+  for p in "$1/bin/busybox" "$1/usr/bin/busybox"; do
+    [ -f "$p" ] && { echo "$p"; return 0; }
+  done
+  return 1
 }
 
 install_busybox() { # ARCH DEBARCH: the static busybox of that arch -> $ROOT/<arch>/.busybox
@@ -227,7 +280,10 @@ install_busybox() { # ARCH DEBARCH: the static busybox of that arch -> $ROOT/<ar
   deb=$(download "$darch" busybox-static "$tmp")
   mkdir -p "$tmp/x" "$dir"
   dpkg-deb -x "$deb" "$tmp/x"
-  cp "$tmp/x/bin/busybox" "$dir/.busybox.tmp" && mv "$dir/.busybox.tmp" "$dir/.busybox"
+  local b
+  b=$(busybox_in "$tmp/x") || die "$arch: no bin/busybox in $(basename "$deb")"
+  cp "$b" "$dir/.busybox.tmp"
+  mv "$dir/.busybox.tmp" "$dir/.busybox"
   printf '%s %s\n' "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)" >"$dir/.busybox-package"
   rm -rf "$tmp"
   log "$arch: $(cat "$dir/.busybox-package")"
@@ -255,7 +311,7 @@ install_busybox_tool() {
   deb=$(download amd64 busybox-static "$tmp")
   mkdir -p "$tmp/x" "$ROOT/.tools"
   dpkg-deb -x "$deb" "$tmp/x"
-  cp "$tmp/x/bin/busybox" "$ROOT/.tools/busybox"
+  cp "$(busybox_in "$tmp/x")" "$ROOT/.tools/busybox"
   rm -rf "$tmp"
 }
 
@@ -279,8 +335,12 @@ build_initrd() { # ARCH
   log "$arch: initrd.gz $(du -h "$dir/initrd.gz" | cut -f1)"
 }
 
-write_assets() { # ARCH
+write_assets() { # ARCH (hashing ~200 MB of kernels takes seconds: only when something changed)
   local arch=$1 dir=$ROOT/$1
+  if [ -f "$dir/ASSETS" ] && [ "$dir/SHA256SUMS" -nt "$dir/vmlinuz" ] && [ "$dir/SHA256SUMS" -nt "$dir/initrd.gz" ] &&
+    [ "$dir/ASSETS" -nt "$dir/.kernel-package" ] && [ "$dir/ASSETS" -nt "$dir/.busybox-package" ]; then
+    return 0
+  fi
   {
     cat "$dir/.kernel-package" "$dir/.busybox-package"
   } >"$dir/ASSETS.tmp"
@@ -344,9 +404,11 @@ cmd_list() { # arch  vmlinuz  initrd.gz  kernel package+version  busybox package
 # boot_args ARCH: machine, devices and console for the check boot
 boot_args() {
   case $1 in
-    x86_64) echo "-machine q35 -device pcie-root-port,id=rp1,bus=pcie.0,addr=0x2,chassis=1 -device virtio-net-pci,bus=rp1 --console=ttyS0" ;;
-    s390x) echo "-machine s390-ccw-virtio -device zpci,uid=3,fid=0x27,target=n0 -device virtio-net-pci,id=n0 --console=ttysclp0" ;;
+    x86_64) echo "-machine q35 -device pcie-root-port,id=rp1,bus=pcie.0,addr=0x2,chassis=1 -device virtio-net-pci,bus=rp1 --console=ttyS0 no_timer_check" ;;
+    s390x) echo "-machine s390-ccw-virtio -device zpci,uid=3,fid=0x27,target=n0 -device virtio-net-pci,id=n0 -device virtio-rng-ccw,devno=fe.1.0005 --console=ttysclp0" ;;
     aarch64) echo "-machine virt -cpu max -device virtio-net-pci --console=ttyAMA0" ;;
+    ppc64) echo "-machine pseries -device virtio-net-pci --console=hvc0" ;;
+    riscv64) echo "-machine virt -device virtio-net-pci --console=ttyS0" ;;
   esac
 }
 
@@ -373,10 +435,12 @@ cmd_check() {
       -kernel "$dir/vmlinuz" -initrd "$dir/initrd.gz" \
       -append "console=$console panic=-1 quiet loglevel=3" -serial stdio </dev/null 2>&1 | tr -d '\r') || true
     dt=$(($(now_ms) - t0))
-    lines=$(sed -n '/^=== PCI-DEVICES-BEGIN$/,/^=== PCI-DEVICES-END$/p' <<<"$out")
-    if grep -q '^=== PCI-DEVICES-END$' <<<"$lines" && grep -q '^PCI ' <<<"$lines"; then
+    # a marker can share its line with the tail of a kernel message (seen on pseries' hvc0)
+    lines=$(sed 's/.*\(=== [A-Z]*-DEVICES-[A-Z]*\)$/\1/' <<<"$out" | sed -n '/^=== PCI-DEVICES-BEGIN$/,$p')
+    if grep -q '^=== PCI-DEVICES-END$' <<<"$lines" && grep -q '^PCI ' <<<"$lines" &&
+      { [ "$a" != s390x ] || grep -q '^CCW 0.1.0005 cutype=3832/04 ' <<<"$lines"; }; then
       printf 'ok\t%s\t%s.%01ds\t%s\n' "$a" $((dt / 1000)) $((dt % 1000 / 100)) "$w"
-      grep '^PCI ' <<<"$lines" | sed 's/^/\t/'
+      grep -E '^(PCI|CCW) ' <<<"$lines" | sed 's/^/\t/'
     else
       printf 'FAIL\t%s\t%s.%01ds\t%s\n' "$a" $((dt / 1000)) $((dt % 1000 / 100)) "$w"
       tail -n 20 <<<"$out" | sed 's/^/\t| /'

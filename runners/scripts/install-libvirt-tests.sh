@@ -39,26 +39,13 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 # and checked against its Sources index; used only when neither the index nor the .dsc can be read.
 KNOWN_ORIG_SHA256_11_3_0=6bcb0c42c4580436fea262ced56f68a6afe20f7390b1bea2116718cc034a0283
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
 
 LOGS=$ROOT/logs
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 T_START=$(now_ms)
-
-on_exit() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
-    log "step $CURRENT_STEP: FAILED (exit $rc) after $(fmt_ms $(($(now_ms) - STEP_T0)))s"
-  fi
-}
-trap on_exit EXIT
-
-stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-stamp_set() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" >"$1.tmp"; mv "$1.tmp" "$1"; }
+trap log_failed_step EXIT
 
 UPSTREAM=${VERSION#*:}
 UPSTREAM=${UPSTREAM%-*}

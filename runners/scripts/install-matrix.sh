@@ -64,10 +64,6 @@ APT_OPTS=(-o Acquire::Check-Valid-Until=false -o Acquire::Check-Date=false -o AP
   -o DPkg::Lock::Timeout=600)
 export DEBIAN_FRONTEND=noninteractive
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
-}
-
 # ---- logging and timing (lib.sh: log, die, step, quietly; Debian mirror: source_uri) ---------
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -98,9 +94,6 @@ need_root() {
   [ "$(id -u)" -eq 0 ] || die "$1 needs root (run as root, or finish the install once as root)"
 }
 
-# Stamps hold a description of what was done; a step is redone when the description changes.
-stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
-stamp_set() { mkdir -p "$STAMPS"; printf '%s\n' "$2" >"$STAMPS/$1.tmp"; mv "$STAMPS/$1.tmp" "$STAMPS/$1"; }
 
 # ---- Debian mirror ---------------------------------------------------------------------------
 
@@ -371,21 +364,21 @@ check_ldd() {
 install_tree() { # LABEL
   local label=$1 specs
   specs=$(resolve_specs "$label")
-  if ! stamp_ok "download-$label" "$specs"; then
+  if ! stamp_ok "$STAMPS/download-$label" "$specs"; then
     need_root "downloading $label"
     step "download-$label" download_tree "$label" "$specs"
     rm -f "$STAMPS/extract-$label" "$STAMPS/libs-$label"
-    stamp_set "download-$label" "$specs"
+    stamp_set "$STAMPS/download-$label" "$specs"
   fi
-  if ! stamp_ok "extract-$label" "$specs"; then
+  if ! stamp_ok "$STAMPS/extract-$label" "$specs"; then
     step "extract-$label" extract_tree "$label"
-    stamp_set "extract-$label" "$specs"
+    stamp_set "$STAMPS/extract-$label" "$specs"
   fi
-  if ! stamp_ok "libs-$label" "$specs"; then
+  if ! stamp_ok "$STAMPS/libs-$label" "$specs"; then
     step "host-libs-$label" tree_host_libs "$label"
-    stamp_set "libs-$label" "$specs"
+    stamp_set "$STAMPS/libs-$label" "$specs"
   fi
-  stamp_set "tree-$label" "$(packages "$label")"
+  stamp_set "$STAMPS/tree-$label" "$(packages "$label")"
 }
 
 # ---- steps: debootstrapped roots (sid: 11.1, bullseye: 5.2) ----------------------------------
@@ -454,17 +447,17 @@ root_libpath() { # LABEL: the root's library dirs (ld.so.conf.d) so the host's o
 
 install_root() { # LABEL
   local label=$1 pkgs; pkgs=$(packages "$1")
-  if ! stamp_ok "debootstrap-$label" "$label"; then
+  if ! stamp_ok "$STAMPS/debootstrap-$label" "$label"; then
     need_root "debootstrap"
     rm -f "$STAMPS/apt-$label"
     step "debootstrap-$label" root_debootstrap "$label"
-    stamp_set "debootstrap-$label" "$label"
+    stamp_set "$STAMPS/debootstrap-$label" "$label"
   fi
-  if ! stamp_ok "apt-$label" "$pkgs"; then
+  if ! stamp_ok "$STAMPS/apt-$label" "$pkgs"; then
     need_root "apt-get inside the $label root"
     step "apt-$label" root_install_qemu "$label" "$pkgs"
     step "check-libs-$label" check_ldd "$label" "$(root_of "$label")" "$(root_ldso "$label")" --library-path "$(root_libpath "$label")" --list
-    stamp_set "apt-$label" "$pkgs"
+    stamp_set "$STAMPS/apt-$label" "$pkgs"
   fi
 }
 
@@ -597,12 +590,12 @@ cmd_install() {
   # the network/apt steps only run when something is not stamped yet
   for l in $labels; do
     if is_root_label "$l"; then
-      stamp_ok "apt-$l" "$(packages "$l")" && [ -x "$(root_ldso "$l")" ] || need_apt=1
+      stamp_ok "$STAMPS/apt-$l" "$(packages "$l")" && [ -x "$(root_ldso "$l")" ] || need_apt=1
     else
-      stamp_ok "tree-$l" "$(packages "$l")" && [ -d "$ROOT/trees/$l" ] || need_apt=1
+      stamp_ok "$STAMPS/tree-$l" "$(packages "$l")" && [ -d "$ROOT/trees/$l" ] || need_apt=1
     fi
   done
-  if want_samples && ! { stamp_ok tree-sample-7.2 "$(packages sample-7.2)" && [ -d "$ROOT/trees/sample-7.2" ]; }; then
+  if want_samples && ! { stamp_ok "$STAMPS/tree-sample-7.2" "$(packages sample-7.2)" && [ -d "$ROOT/trees/sample-7.2" ]; }; then
     need_apt=1
   fi
   if [ "$need_apt" = 1 ] || [ -n "${QCONFORM_MATRIX_REFRESH:-}" ]; then

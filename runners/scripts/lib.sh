@@ -1,4 +1,4 @@
-# lib.sh: shell helpers shared by install-matrix.sh and install-guest.sh (sourced, not run).
+# lib.sh: shell helpers shared by the install scripts (sourced, not run).
 # The sourcing script sets PROG (the name in log lines) and LOGS (the directory of command
 # logs and timings.tsv) before calling these.
 # shellcheck shell=bash
@@ -78,3 +78,20 @@ source_uri() {
     done
   } | head -n 1 | sed 's#/*$##'
 }
+
+# The script's own help: its header comment, up to `set -euo`.
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+}
+
+# An EXIT trap for the installers: names the step that failed and how long it ran.
+log_failed_step() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$CURRENT_STEP" ]; then
+    log "step $CURRENT_STEP: FAILED (exit $rc) after $(fmt_ms $(($(now_ms) - STEP_T0)))s"
+  fi
+}
+
+# A stamp file holds the key of what was installed; a changed key means install again.
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+stamp_set() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" >"$1.tmp"; mv "$1.tmp" "$1"; }

@@ -61,6 +61,22 @@ impl Ctx<'_> {
     }
 }
 
+/// The isolation group of a device on pSeries (qemuDomainFillDeviceIsolationGroup): a
+/// PCI host device (`<hostdev mode='subsystem' type='pci'>`) is in its host IOMMU group
+/// plus one, so that it never shares a bus with emulated devices (group 0); `None` for a
+/// PCI host device whose IOMMU group is not described (libvirt then cannot read it and
+/// leaves the device in group 0: "device won't be isolated"); `Some(0)` for the rest.
+pub fn isolation_group(kind: &DeviceKind, host: &[qconform_domxml::HostPciFact]) -> Option<u32> {
+    match kind {
+        DeviceKind::Hostdev(h) if h.mode == "subsystem" && h.htype == "pci" => {
+            let a = h.host_pci?;
+            let g = host.iter().find(|f| f.address == a)?.iommu_group?;
+            Some(g.saturating_add(1))
+        }
+        _ => Some(0),
+    }
+}
+
 /// Connect flags of a device if it is placed on PCI, `None` when it never takes a PCI
 /// slot. `explicit_pci` tells whether the device has a PCI address in the document.
 pub fn pci_flags(kind: &DeviceKind, address: &Address, ctx: &Ctx) -> Option<Flags> {
@@ -450,6 +466,40 @@ pub fn usb_companion(kind: &DeviceKind) -> Option<(u8, u32)> {
         _ => return None,
     };
     Some((function, c.index.unwrap_or(0)))
+}
+
+/// Whether a USB controller is a companion of another one (libvirt's mastertype USB):
+/// `ich9-uhci1..3` always are (virDomainControllerDefParseXML gives them startport 0, 2,
+/// 4), any other model when the document gives `<master startport=...>`. A companion
+/// has no QEMU id of its own: it names its master's bus instead.
+pub fn usb_master_startport(c: &qconform_domxml::Controller) -> Option<u32> {
+    if c.ctype != "usb" {
+        return None;
+    }
+    c.master_startport.or(match c.model.as_deref() {
+        Some("ich9-uhci1") => Some(0),
+        Some("ich9-uhci2") => Some(2),
+        Some("ich9-uhci3") => Some(4),
+        _ => None,
+    })
+}
+
+/// Ports of a USB controller's own bus (domain_addr.c,
+/// virDomainUSBAddressControllerModelToPorts); 0 for the ICH9 UHCI companions, whose
+/// ports belong to their EHCI master's bus, and for `none`.
+pub fn usb_ports(c: &qconform_domxml::Controller) -> u32 {
+    match c.model.as_deref() {
+        None
+        | Some("default")
+        | Some("piix3-uhci")
+        | Some("piix4-uhci")
+        | Some("vt82c686b-uhci") => 2,
+        Some("ehci") | Some("ich9-ehci1") => 6,
+        Some("pci-ohci") => 3,
+        Some("nec-xhci") | Some("qemu-xhci") => c.ports.unwrap_or(4),
+        Some("qusb1") | Some("qusb2") => c.ports.unwrap_or(8),
+        _ => 0,
+    }
 }
 
 /// Whether a device is an ich9 sound card (the first goes to 00:1b.0 on q35 when free).

@@ -30,7 +30,7 @@ pub mod testcaps;
 use qconform_caps::Snapshot;
 use qconform_domxml::{Address, Device, DeviceKind, Domain};
 
-pub use classify::is_virtio_model;
+pub use classify::{is_virtio_model, usb_master_startport};
 pub use machine::{Family, Features, usb_qemu_device};
 pub use names::disk_index;
 pub use pci::Loc;

@@ -165,6 +165,44 @@ pub fn default_usb_model(family: Family, caps: &Snapshot) -> &'static str {
     }
 }
 
+/// The model libvirt gives a USB controller the document writes without one
+/// (qemuDomainControllerDefPostParse; the implicit controller gets
+/// [`default_usb_model`] instead): piix3-uhci when the binary has it, else pci-ohci off
+/// x86 when the binary has it; then on s390x `none` unless the controller has an
+/// address, on ppc64 pci-ohci, on aarch64 qemu-xhci (else nec-xhci), on loongarch64
+/// qemu-xhci. `default` when nothing applies (QEMU's own `-usb`).
+pub fn user_usb_model(arch: &str, caps: &Snapshot, has_address: bool) -> &'static str {
+    let has = |m: &str| caps.has_device(usb_qemu_device(m));
+    let x86 = matches!(arch, "x86_64" | "i686");
+    let mut model = if has("piix3-uhci") {
+        "piix3-uhci"
+    } else if !x86 && has("pci-ohci") {
+        "pci-ohci"
+    } else {
+        "default"
+    };
+    if arch.starts_with("s390") {
+        if !has_address {
+            model = "none";
+        }
+    } else if arch.starts_with("ppc64") {
+        model = if has("pci-ohci") {
+            "pci-ohci"
+        } else {
+            "default"
+        };
+    } else if arch == "aarch64" {
+        if has("qemu-xhci") {
+            model = "qemu-xhci";
+        } else if has("nec-xhci") {
+            model = "nec-xhci";
+        }
+    } else if arch == "loongarch64" && has("qemu-xhci") {
+        model = "qemu-xhci";
+    }
+    model
+}
+
 /// QEMU device of a libvirt USB controller model.
 pub fn usb_qemu_device(model: &str) -> &'static str {
     match model {
@@ -211,9 +249,16 @@ pub fn default_nic_model(family: Family, arch: &str, caps: &Snapshot) -> &'stati
 }
 
 /// libvirt's default video model for a family.
-pub fn default_video_model(family: Family) -> &'static str {
+pub fn default_video_model(family: Family, arch: &str, caps: &Snapshot) -> &'static str {
+    // qemuDomainDefaultVideoDevice (qemu_postparse.c): VGA on ppc64, virtio on ARM,
+    // RISC-V and LoongArch virt and on s390x, else cirrus when the binary has cirrus-vga,
+    // else VGA.
+    if arch.starts_with("ppc64") {
+        return "vga";
+    }
     match family {
         Family::ArmVirt | Family::RiscvVirt | Family::S390 => "virtio",
+        _ if caps.has_type("cirrus-vga") => "cirrus",
         _ => "vga",
     }
 }

@@ -41,6 +41,11 @@ pub struct Bus {
     pub min_slot: u8,
     /// Highest usable slot.
     pub max_slot: u8,
+    /// Isolation group of the devices on the bus (pSeries; 0 elsewhere): set by the
+    /// first device reserved on an empty bus unless locked.
+    pub isolation_group: u32,
+    /// The group may not change (pSeries' default PHB keeps emulated devices' group 0).
+    pub group_locked: bool,
     slots: [Slot; 32],
 }
 
@@ -53,6 +58,8 @@ impl Bus {
             flags: r.bus_flags(hotplug_off),
             min_slot: r.min_slot,
             max_slot: r.max_slot,
+            isolation_group: 0,
+            group_locked: false,
             slots: [Slot::default(); 32],
         }
     }
@@ -60,6 +67,11 @@ impl Bus {
     /// Whether every usable slot has at least one function in use.
     pub fn fully_reserved(&self) -> bool {
         (self.min_slot..=self.max_slot).all(|s| self.slots[usize::from(s)].functions != 0)
+    }
+
+    /// Whether no function of the bus is in use.
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(|s| s.functions == 0)
     }
 }
 
@@ -74,6 +86,8 @@ pub struct AddrSet {
     pub pcie_to_pci_bridge: bool,
     /// Several root buses allowed (pSeries PHBs).
     pub multiple_roots: bool,
+    /// Isolation group of the device being placed (set by the caller; 0 but on pSeries).
+    pub group: u32,
 }
 
 /// How an address is being reserved.
@@ -137,13 +151,22 @@ impl AddrSet {
             loc.bus = self.grow(loc.bus, flags)?;
         }
         self.validate(loc, flags, from)?;
+        let group = self.group;
         let Some(bus) = self.buses.get_mut(loc.bus as usize) else {
             return Err(format!("Invalid PCI address {loc}"));
         };
-        let slot = &mut bus.slots[usize::from(loc.slot)];
-        if slot.functions & (1 << loc.function) != 0 {
+        let s = bus.slots[usize::from(loc.slot)];
+        if s.functions & (1 << loc.function) != 0 {
             return Err(format!("Attempted double use of PCI Address {loc}"));
         }
+        if bus.is_empty() && !bus.group_locked {
+            // The first device decides the bus' isolation group.
+            bus.isolation_group = group;
+        } else if bus.isolation_group != group && from == From::Config {
+            // A user address mixes groups: the bus is no longer isolated.
+            bus.isolation_group = 0;
+        }
+        let slot = &mut bus.slots[usize::from(loc.slot)];
         if slot.functions == 0 && flags.any(Flags::AGGREGATE_SLOT) {
             slot.aggregate = true;
         }
@@ -157,8 +180,22 @@ impl AddrSet {
         if self.buses.is_empty() {
             return Err("No PCI buses available".into());
         }
+        // First the buses of the device's isolation group, then an empty bus whose
+        // group may still change (virDomainPCIAddressGetNextAddr).
         for (i, bus) in self.buses.iter().enumerate() {
             let Ok(bus_idx) = u32::try_from(i) else { break };
+            if bus.isolation_group != self.group {
+                continue;
+            }
+            if let Some(loc) = find_on_bus(bus, bus_idx, flags) {
+                return Ok(loc);
+            }
+        }
+        for (i, bus) in self.buses.iter().enumerate() {
+            let Ok(bus_idx) = u32::try_from(i) else { break };
+            if !bus.is_empty() || bus.group_locked {
+                continue;
+            }
             if let Some(loc) = find_on_bus(bus, bus_idx, flags) {
                 return Ok(loc);
             }
@@ -305,8 +342,9 @@ fn fits(bus: u32, bus_flags: Flags, dev_flags: Flags, from: From) -> Result<(), 
     let mut dev_flags = dev_flags;
     if dev_flags.any(Flags::INTEGRATED) {
         if bus == 0 {
-            // pcie-root refuses auto-placed endpoints, but integrated ones belong there.
-            bus_flags = bus_flags.with(Flags::AUTOASSIGN);
+            // pcie-root refuses auto-placed endpoints and conventional PCI devices, but
+            // integrated ones of both kinds belong there.
+            bus_flags = bus_flags.with(Flags::AUTOASSIGN).with(Flags::PCI_DEVICE);
         } else {
             return Err(Misfit::NotIntegrated);
         }
@@ -377,12 +415,50 @@ mod tests {
             dry_run: dry,
             pcie_to_pci_bridge: true,
             multiple_roots: false,
+            group: 0,
         }
     }
 
     const PCI: Flags = Flags::PCI_DEVICE.with(Flags::AUTOASSIGN);
     const PCIE: Flags = Flags::PCIE_DEVICE.with(Flags::AUTOASSIGN);
     const PORT: Flags = Flags::PCIE_ROOT_PORT.with(Flags::AGGREGATE_SLOT);
+
+    #[test]
+    fn test_isolation_groups_keep_host_devices_off_the_locked_bus() {
+        // pSeries: pci.0 locked to group 0, one user PHB (pci.1), growth adds PHBs.
+        let mut s = set(&[PciModel::PciRoot, PciModel::PciRoot], true);
+        s.multiple_roots = true;
+        s.buses[0].group_locked = true;
+        let emulated = s.reserve_next(PCI).unwrap();
+        assert_eq!((emulated.bus, emulated.slot), (0, 1));
+        s.group = 11;
+        let a = s.reserve_next(PCI).unwrap();
+        assert_eq!(
+            (a.bus, a.slot),
+            (1, 1),
+            "an empty unlocked bus takes the group"
+        );
+        s.group = 12;
+        let b = s.reserve_next(PCI).unwrap();
+        assert_eq!((b.bus, b.slot), (2, 1), "another group grows a new bus");
+        s.group = 11;
+        let c = s.reserve_next(PCI).unwrap();
+        assert_eq!((c.bus, c.slot), (1, 2), "a group shares its bus");
+        s.group = 0;
+        let d = s.reserve_next(PCI).unwrap();
+        assert_eq!(
+            (d.bus, d.slot),
+            (0, 2),
+            "emulated devices stay on the default bus"
+        );
+    }
+
+    #[test]
+    fn test_integrated_conventional_device_goes_on_pcie_root() {
+        let mut s = set(&[PciModel::PcieRoot], false);
+        let l = s.reserve_next(PCI.with(Flags::INTEGRATED)).unwrap();
+        assert_eq!((l.bus, l.slot), (0, 1));
+    }
 
     #[test]
     fn test_pci_root_fills_from_slot_1() {

@@ -50,7 +50,7 @@ pub struct Domain {
 /// ```xml
 /// <metadata>
 ///   <qc:host xmlns:qc="urn:qconform:host">
-///     <qc:pci address='0000:00:04.0' express='no'/>
+///     <qc:pci address='0000:00:04.0' express='no' iommuGroup='12'/>
 ///   </qc:host>
 /// </metadata>
 /// ```
@@ -65,6 +65,8 @@ pub struct HostPciFact {
     pub address: HostPciAddress,
     /// Whether the device is PCI Express.
     pub express: bool,
+    /// `iommuGroup`: the host IOMMU group (pSeries isolates host devices by it).
+    pub iommu_group: Option<u32>,
 }
 
 /// Source positions of the domain-level elements the writer patches.
@@ -272,6 +274,8 @@ pub struct Controller {
     pub serial: Option<String>,
     /// `ports` attribute (usb, virtio-serial).
     pub ports: Option<u32>,
+    /// `<master startport=...>` (a USB companion controller).
+    pub master_startport: Option<u32>,
 }
 
 /// `<target>` of a PCI controller.

@@ -275,7 +275,12 @@ impl<'a, 'i> Parser<'a, 'i> {
                     self.err(pci, "host device fact without express='yes|no'")
                         .attr("express", "")
                 })?;
-                dom.host_pci.push(HostPciFact { address, express });
+                let iommu_group = self.uint32(pci, "iommuGroup")?;
+                dom.host_pci.push(HostPciFact {
+                    address,
+                    express,
+                    iommu_group,
+                });
             }
         }
         Ok(())
@@ -457,6 +462,10 @@ impl<'a, 'i> Parser<'a, 'i> {
                 .and_then(|s| s.text())
                 .map(|t| t.trim().to_string()),
             ports: self.uint32(d, "ports")?,
+            master_startport: match child(d, "master") {
+                Some(m) => self.uint32(m, "startport")?,
+                None => None,
+            },
             ..Controller::default()
         };
         if let Some(t) = child(d, "target") {
@@ -601,6 +610,15 @@ impl<'a, 'i> Parser<'a, 'i> {
             "none" => Ok(Address::None),
             "unassigned" => Ok(Address::Unassigned),
             "pci" => self.pci_address(a).map(Address::Pci),
+            // virCCWDeviceAddressParseXML: no cssid, ssid or devno at all is a CCW
+            // address to be assigned (kept as the bare type); a partial one is an error.
+            "ccw"
+                if ["cssid", "ssid", "devno"]
+                    .iter()
+                    .all(|n| a.attribute(*n).is_none()) =>
+            {
+                Ok(Address::Other("ccw".to_string()))
+            }
             "ccw" => self.ccw_address(a).map(Address::Ccw),
             "drive" => Ok(Address::Drive(DriveAddress {
                 controller: self.uint32(a, "controller")?.unwrap_or(0),
@@ -727,10 +745,6 @@ impl<'a, 'i> Parser<'a, 'i> {
                     devno: d as u32,
                 })
             }
-            (None, None, None) => Err(self.err(
-                a,
-                "Invalid partial specification for virtio ccw address: cssid, ssid and devno are all missing",
-            )),
             _ => {
                 let missing: Vec<&str> = [("cssid", cssid), ("ssid", ssid), ("devno", devno)]
                     .iter()

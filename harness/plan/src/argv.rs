@@ -373,7 +373,14 @@ impl B<'_> {
         }
         self.out.drivers[i] = Some(driver.to_string());
         let d = &self.a.devices[i];
-        let mut o = props.kv("id", &d.alias);
+        let companion = d
+            .controller()
+            .is_some_and(|c| qconform_alloc::usb_master_startport(c).is_some());
+        let mut o = if companion {
+            props
+        } else {
+            props.kv("id", &d.alias)
+        };
         if let Some(b) = self.boot.get(i).copied().flatten() {
             o = o.kv("bootindex", b.to_string());
         }
@@ -732,13 +739,9 @@ impl B<'_> {
                     ));
                 }
                 let mut o = Opts::new(driver);
-                let first_port = match model {
-                    "ich9-uhci1" => Some(0),
-                    "ich9-uhci2" => Some(2),
-                    "ich9-uhci3" => Some(4),
-                    _ => None,
-                };
-                if let Some(fp) = first_port {
+                // qemuBuildUSBControllerDevProps: a companion names the bus of the first
+                // controller of its index that is not a companion itself, and has no id.
+                if let Some(fp) = qconform_alloc::usb_master_startport(c) {
                     let master = a
                         .devices
                         .iter()
@@ -746,15 +749,16 @@ impl B<'_> {
                             x.controller().is_some_and(|k| {
                                 k.ctype == "usb"
                                     && k.index == Some(idx)
-                                    && k.model.as_deref() == Some("ich9-ehci1")
+                                    && qconform_alloc::usb_master_startport(k).is_none()
                             })
                         })
                         .map(|x| x.alias.clone());
-                    if let Some(m) = master {
-                        o = o
-                            .kv("masterbus", format!("{m}.0"))
-                            .kv("firstport", fp.to_string());
-                    }
+                    let Some(m) = master else {
+                        return Err(self.err(i, "masterbus not found".to_string()));
+                    };
+                    o = o
+                        .kv("masterbus", format!("{m}.0"))
+                        .kv("firstport", fp.to_string());
                 }
                 self.dev(i, driver, o)
             }

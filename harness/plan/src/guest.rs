@@ -4,10 +4,46 @@
 //! gets the next bus number when it is reached, its secondary bus being scanned right away
 //! (depth first, as SeaBIOS and Linux do). Identities come from the snapshot's recorded
 //! PCI IDs, at the placement that decides them (behind a PCIe root/downstream port or
-//! not). On s390x every endpoint is alone in the PCI domain named by its zPCI uid, and
-//! bridges are not listed at all.
+//! not).
+//!
+//! # Which functions a guest sees, per platform
+//!
+//! How the guest finds its PCI functions differs per platform, and so does what it misses.
+//! [`visibility`] picks one of three rules from the machine family; each rule below names
+//! its sources. "Observed" means booting the Debian kernels of the guest tier
+//! (`runners/scripts/install-guest.sh`: bookworm's 6.1 kernels for amd64, arm64, s390x and
+//! ppc64el, trixie's 6.12 for riscv64) under QEMU 7.2, 10.0 and 11.1 (TCG) and reading
+//! `/sys/bus/pci/devices`.
+//!
+//! - [`Visibility::ScanFromFunctionZero`], x86 `pc`/`q35`, arm and riscv `virt` (and any
+//!   machine not modelled otherwise). The guest probes PCI configuration space slot by slot,
+//!   and a slot whose function 0 does not answer is skipped whole: Linux's
+//!   `pci_scan_slot()` (drivers/pci/probe.c) stops at a missing function 0 unless
+//!   `hypervisor_isolated_pci_functions()` says otherwise, which only Jailhouse does on x86.
+//!   x86 reaches that code through the ACPI host bridge, arm and riscv `virt` through the
+//!   generic ECAM host driver (drivers/pci/controller/pci-host-common.c) bound to QEMU's
+//!   gpex. So a function ≠ 0 whose slot has no function 0 is not seen, and the plan warns.
+//!   Observed on q35 (e1000 alone at 00:03.1, virtio-net alone at 00:04.2: neither listed),
+//!   on riscv64 virt (same devices: neither listed) and on aarch64 virt.
+//! - [`Visibility::DeviceTree`], ppc64 `pseries`. The guest does not probe slots: it builds
+//!   one PCI device per device-tree node below each PHB (arch/powerpc/kernel/pci_of_scan.c,
+//!   `of_scan_bus()`), and QEMU writes one node for every device plugged into the PHB's bus
+//!   and the buses behind its bridges (hw/ppc/spapr_pci.c, `spapr_dt_pci_bus()`), whatever
+//!   its function number. So a lone function ≠ 0 is seen where it is. Each PHB is a PCI
+//!   domain of its own, numbered by the PHB's index: Linux takes the domain from the low
+//!   bits of the second cell of the PHB node's `reg` (arch/powerpc/kernel/pci-common.c,
+//!   `get_phb_number()`), which QEMU sets to the PHB's BUID, a fixed base plus the `index`
+//!   of `spapr-pci-host-bridge` (hw/ppc/spapr_pci.c), and libvirt's `<target index>` is that
+//!   index. Observed: e1000 alone at 00:03.1 of the default PHB listed as 0000:00:03.1; a
+//!   virtio-net alone at 01.2 of the PHB with index 1 listed as 0001:00:01.2; a pci-bridge
+//!   on that PHB numbered bus 1 of domain 0001. The PHB itself is not a function.
+//! - [`Visibility::IsolatedFunctions`], s390x. Every zPCI function is a PCI domain of its
+//!   own numbered by its uid, at 00:00.0 whatever its slot on `pci.0` (arch/s390/pci/
+//!   pci_bus.c; QEMU's hw/s390x/s390-pci-bus.c presents each function alone), and bridges
+//!   are not functions the guest is told about. Observed on 7.2, 10.0 and 11.1: only the
+//!   endpoints are listed, as `<uid>:00:00.0`. (libvirt refuses a function ≠ 0 on s390x.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use qconform_alloc::{Allocation, Attach, Family, PciModel};
 use qconform_caps::{GuestPciFunction, PciId, Placement, Snapshot};
@@ -26,6 +62,30 @@ pub struct Guest {
     pub unnumbered: Option<(usize, String)>,
 }
 
+/// How a platform's guest finds its PCI functions (see the module documentation for the
+/// rules and their sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Slot by slot from function 0: a slot without function 0 is not seen at all.
+    ScanFromFunctionZero,
+    /// One device per device-tree node: every function is seen; each PHB is a domain
+    /// numbered by its index.
+    DeviceTree,
+    /// Every function alone in a domain named by its zPCI uid; no bridges.
+    IsolatedFunctions,
+}
+
+/// The visibility rule of a machine family.
+pub fn visibility(family: Family) -> Visibility {
+    match family {
+        Family::Pseries => Visibility::DeviceTree,
+        Family::S390 => Visibility::IsolatedFunctions,
+        Family::Pc | Family::Q35 | Family::ArmVirt | Family::RiscvVirt | Family::Other => {
+            Visibility::ScanFromFunctionZero
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Item {
     Builtin(PciId),
@@ -41,6 +101,9 @@ struct Walk<'a> {
     children: BTreeMap<u32, Vec<(u8, u8, Item)>>,
     out: BTreeMap<Key, GuestPciFunction>,
     warnings: Vec<String>,
+    visibility: Visibility,
+    /// Slots (libvirt bus index, slot) already reported as having no function 0.
+    unseen_slots: BTreeSet<(u32, u8)>,
     unnumbered: Option<(usize, String)>,
 }
 
@@ -53,15 +116,16 @@ pub fn guest_view(a: &Allocation, caps: &Snapshot, drivers: &[Option<String>]) -
         children: BTreeMap::new(),
         out: BTreeMap::new(),
         warnings: Vec::new(),
+        visibility: visibility(a.family),
+        unseen_slots: BTreeSet::new(),
         unnumbered: None,
     };
     if a.root.is_none() {
         return Guest::default();
     }
-    if a.family == Family::S390 {
-        w.s390();
-    } else {
-        w.tree();
+    match w.visibility {
+        Visibility::IsolatedFunctions => w.s390(),
+        Visibility::ScanFromFunctionZero | Visibility::DeviceTree => w.tree(),
     }
     Guest {
         functions: w.out.into_values().collect(),
@@ -160,21 +224,23 @@ impl Walk<'_> {
         for v in self.children.values_mut() {
             v.sort_by_key(|(s, f, _)| (*s, *f));
         }
-        // Each pSeries PHB is a PCI domain of its own, in index order.
+        // Each pSeries PHB is a PCI domain of its own, numbered by the PHB's index (its
+        // libvirt target index; the implicit PHB has index 0). Roots are (domain, bus index).
         let mut roots: Vec<(u32, u32)> = vec![(0, 0)];
-        if self.a.family == Family::Pseries {
-            let mut phbs: Vec<u32> = self
+        if self.visibility == Visibility::DeviceTree {
+            let mut phbs: Vec<(u32, u32)> = self
                 .a
                 .devices
                 .iter()
                 .filter(|d| d.pci_model() == Some(PciModel::PciRoot))
-                .filter_map(|d| d.controller().and_then(|c| c.index))
-                .filter(|i| *i > 0)
+                .filter_map(|d| d.controller())
+                .filter_map(|c| {
+                    let idx = c.index.filter(|i| *i > 0)?;
+                    Some((c.target.index.unwrap_or(idx), idx))
+                })
                 .collect();
             phbs.sort();
-            for (n, idx) in phbs.into_iter().enumerate() {
-                roots.push((n as u32 + 1, idx));
-            }
+            roots.extend(phbs);
         }
         let mut expanders: Vec<(u32, u32, PciModel)> = Vec::new();
         // The last bus number the root segment of domain 0 uses.
@@ -244,6 +310,25 @@ impl Walk<'_> {
         }
     }
 
+    /// Warns once per slot that its functions are not seen (the function-0 rule).
+    fn warn_no_function_zero(&mut self, bus_idx: u32, slot: u8, items: &[(u8, u8, Item)]) {
+        if !self.unseen_slots.insert((bus_idx, slot)) {
+            return;
+        }
+        let aliases: Vec<&str> = items
+            .iter()
+            .filter(|(s, _, _)| *s == slot)
+            .filter_map(|(_, _, item)| match item {
+                Item::Device(i) => Some(self.a.devices[*i].alias.as_str()),
+                Item::Builtin(_) => None,
+            })
+            .collect();
+        self.warnings.push(format!(
+            "slot {bus_idx:02x}:{slot:02x} has no function 0, so a guest will not see {}",
+            aliases.join(", ")
+        ));
+    }
+
     /// The allocation's device that is the expander bus with controller index `idx`.
     fn expander_device(&self, idx: u32) -> Option<usize> {
         self.a.devices.iter().position(|d| {
@@ -281,7 +366,11 @@ impl Walk<'_> {
                 }
                 continue;
             }
-            if func != 0 && !items.iter().any(|(s, f, _)| *s == slot && *f == 0) {
+            if func != 0
+                && self.visibility == Visibility::ScanFromFunctionZero
+                && !items.iter().any(|(s, f, _)| *s == slot && *f == 0)
+            {
+                self.warn_no_function_zero(bus_idx, slot, &items);
                 continue;
             }
             let k = (domain, guest_bus, u32::from(slot), u32::from(func));

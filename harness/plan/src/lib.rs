@@ -276,9 +276,21 @@ fn device_info(a: &Allocation, drivers: &[Option<String>]) -> BTreeMap<String, S
                 let _ = write!(s, " hotplug={}", if h { "on" } else { "off" });
             }
         }
-        m.insert(d.alias.clone(), s);
+        m.insert(map_key(d), s);
     }
     m
+}
+
+/// The key of a device in the address map: its alias, except for a USB companion
+/// controller, which shares its master's alias (libvirt names every controller of a USB
+/// index alike; only the master has a QEMU id): `usb/ich9-uhci1`.
+fn map_key(d: &qconform_alloc::Dev) -> String {
+    match d.controller() {
+        Some(c) if qconform_alloc::usb_master_startport(c).is_some() => {
+            format!("{}/{}", d.alias, c.model.as_deref().unwrap_or("usb"))
+        }
+        _ => d.alias.clone(),
+    }
 }
 
 fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
@@ -318,7 +330,7 @@ fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
             },
             _ => none,
         };
-        m.insert(d.alias.clone(), addr);
+        m.insert(map_key(d), addr);
     }
     m
 }

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::*;
@@ -21,59 +20,13 @@ use qconform_caps::Snapshot;
 
 const ARCHES: [&str; 5] = ["x86_64", "s390x", "aarch64", "ppc64", "riscv64"];
 
-/// The value of `key=` in a QemuOpts string (`,,` is an escaped comma).
-fn opt<'a>(opts: &'a str, key: &str) -> Option<&'a str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let b = opts.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b',' {
-            if b.get(i + 1) == Some(&b',') {
-                i += 2;
-                continue;
-            }
-            parts.push(&opts[start..i]);
-            start = i + 1;
-        }
-        i += 1;
-    }
-    parts.push(&opts[start..]);
-    parts
-        .into_iter()
-        .skip(1)
-        .find_map(|p| p.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-}
-
 /// Checks both invariants on an accepted plan; returns whether the plan was accepted.
 fn check(xml: &str, caps: &Snapshot) -> bool {
     let Ok(p) = qconform_plan::plan(xml, caps) else {
         return false;
     };
-    let mut ids = BTreeSet::new();
-    let mut it = p.argv.iter();
-    while let Some(a) = it.next() {
-        if !matches!(a.as_str(), "-device" | "-drive" | "-netdev") {
-            continue;
-        }
-        let o = it.next().expect("option after {a}");
-        let ty = o.split(',').next().unwrap_or_default();
-        if a == "-device" && caps.implements(ty, "pci-device") {
-            assert!(
-                opt(o, "bus").is_some() && opt(o, "addr").is_some(),
-                "{}: PCI device without bus= and addr=: {o}\n{}\n{xml}",
-                caps.id(),
-                p.argv_text()
-            );
-        }
-        if let Some(id) = opt(o, "id") {
-            assert!(
-                ids.insert(format!("{a} {id}")),
-                "{}: id '{id}' used twice\n{}\n{xml}",
-                caps.id(),
-                p.argv_text()
-            );
-        }
+    if let Some(v) = unpinned_pci_device(&p.argv, caps).or_else(|| argv_reuse(&p.argv)) {
+        panic!("{}: {v}\n{}\n{xml}", caps.id(), p.argv_text());
     }
     true
 }

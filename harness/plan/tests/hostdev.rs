@@ -154,6 +154,64 @@ fn test_a_lone_function_above_0_is_not_seen_by_the_guest() {
 }
 
 #[test]
+fn test_a_lone_function_above_0_is_seen_on_pseries_in_its_phb_domain() {
+    // pSeries guests build PCI devices from the device tree, one node per function, and
+    // name each PHB's domain by its index (observed booting Debian 6.1 on QEMU 7.2-11.1).
+    let phb = "    <controller type='pci' index='1' model='pci-root'>\n      <model name='spapr-pci-host-bridge'/>\n      <target index='2'/>\n    </controller>\n";
+    let devices = format!(
+        "{phb}{}{}",
+        hostdev(
+            "0000:06:12.2",
+            "<address type='pci' domain='0' bus='1' slot='1' function='2'/>",
+        ),
+        nic(
+            "e1000",
+            "<address type='pci' domain='0' bus='0' slot='3' function='1'/>"
+        ),
+    );
+    let p = ok(&bare("ppc64", "pseries", &devices), latest("ppc64"));
+    let seen: Vec<String> = p.guest_pci.iter().map(ToString::to_string).collect();
+    assert!(
+        seen.contains(&"0000:00:03.1 0200: 8086:100e".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        p.guest_pci.iter().any(|f| f.key() == (2, 0, 1, 2)),
+        "{seen:?}"
+    );
+    assert!(
+        !p.warnings.iter().any(|w| w.contains("no function 0")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn test_a_lone_function_above_0_is_not_seen_on_arm_or_riscv_virt() {
+    for arch in ["aarch64", "riscv64"] {
+        let devices = nic(
+            "e1000",
+            "<address type='pci' domain='0' bus='0' slot='3' function='1'/>",
+        );
+        let p = ok(&bare(arch, "virt", &devices), latest(arch));
+        assert!(
+            !p.guest_pci
+                .iter()
+                .any(|f| (f.domain, f.bus, f.slot) == (0, 0, 3)),
+            "{arch}: {:?}",
+            p.guest_pci
+        );
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w == "slot 00:03 has no function 0, so a guest will not see net0"),
+            "{arch}: {:?}",
+            p.warnings
+        );
+    }
+}
+
+#[test]
 fn test_multifunction_off_with_other_functions_is_refused() {
     let xml = domain(
         X86,

@@ -1,6 +1,13 @@
 //! Guest boots: start a planned argv with a Debian kernel and the qconform initramfs
 //! (`runners/scripts/install-guest.sh`), read the serial console until the initramfs has
-//! listed the PCI functions the guest kernel enumerated, and parse that list.
+//! listed the PCI functions the guest kernel enumerated (and, on s390x, the CCW devices),
+//! and parse those lists.
+//!
+//! Per arch (console device, what else the boot needs):
+//! - x86_64 `ttyS0`, aarch64 `ttyAMA0` (`-cpu max`), s390x `ttysclp0`: direct kernel boot.
+//! - ppc64 `hvc0`: pseries' SLOF loads the ELF kernel and the initramfs (the sPAPR VTY the
+//!   machine always has is the console; `-serial stdio` routes it).
+//! - riscv64 `ttyS0`: virt's default firmware (OpenSBI, from the QEMU tree) starts the kernel.
 //!
 //! The console is QEMU's stdout (`-serial stdio`), so no QMP is used. QEMU runs in its own
 //! process group, which is killed when the list is complete, on timeout, and on drop.
@@ -21,6 +28,10 @@ use crate::qmp::Exit;
 pub const BEGIN_MARKER: &str = "=== PCI-DEVICES-BEGIN";
 /// Line that ends the PCI list.
 pub const END_MARKER: &str = "=== PCI-DEVICES-END";
+/// Line that starts the CCW list (s390x only, after the PCI list).
+pub const CCW_BEGIN_MARKER: &str = "=== CCW-DEVICES-BEGIN";
+/// Line that ends the CCW list.
+pub const CCW_END_MARKER: &str = "=== CCW-DEVICES-END";
 
 /// Environment variable naming the assets root.
 pub const GUEST_ROOT_ENV: &str = "QCONFORM_GUEST_ROOT";
@@ -32,8 +43,17 @@ pub struct GuestAssets {
     pub kernel: PathBuf,
     /// `initrd.gz`.
     pub initrd: PathBuf,
-    /// Kernel console device (`ttyS0`, `ttysclp0`, `ttyAMA0`).
+    /// Kernel console device (`ttyS0`, `ttysclp0`, `ttyAMA0`, `hvc0`).
     pub console: &'static str,
+    /// Whether the initramfs lists CCW devices after the PCI functions (s390x), so the boot
+    /// waits for that list too.
+    pub lists_ccw: bool,
+    /// Kernel parameters the arch needs beyond the console (leading space when not empty).
+    pub cmdline_extra: &'static str,
+    /// How many times the caller's deadline a boot of this arch gets (pseries: 2, its
+    /// firmware loads the 44 MB ELF kernel itself; measured 2.5-3.5 times an x86 or s390x
+    /// boot of the same devices).
+    pub deadline_factor: u32,
     /// Extra QEMU arguments the arch needs (e.g. `-cpu max` on aarch64), added only when
     /// the argv does not set them.
     pub extra: Vec<String>,
@@ -45,7 +65,21 @@ pub fn console_for(arch: &str) -> Option<&'static str> {
         "x86_64" => Some("ttyS0"),
         "s390x" => Some("ttysclp0"),
         "aarch64" => Some("ttyAMA0"),
+        "ppc64" => Some("hvc0"),
+        "riscv64" => Some("ttyS0"),
         _ => None,
+    }
+}
+
+/// Kernel parameters an arch's guest boot adds. x86_64: `no_timer_check` (Linux,
+/// Documentation/admin-guide/kernel-parameters.txt: skips the test for broken timer IRQ
+/// sources). Under TCG on a loaded host the test can see too few timer ticks and the kernel
+/// panics with "IO-APIC + timer doesn't work!": observed in 8 of 21 q35/pc boots with
+/// QEMU 7.2-11.1 at a load average of 17 on 2 cores.
+pub fn cmdline_extra_for(arch: &str) -> &'static str {
+    match arch {
+        "x86_64" => " no_timer_check",
+        _ => "",
     }
 }
 
@@ -81,6 +115,9 @@ pub fn assets(root: &Path, arch: &str) -> Result<GuestAssets, String> {
         kernel,
         initrd,
         console,
+        lists_ccw: arch == "s390x",
+        cmdline_extra: cmdline_extra_for(arch),
+        deadline_factor: if arch == "ppc64" { 2 } else { 1 },
         extra,
     })
 }
@@ -124,7 +161,10 @@ pub fn guest_args(argv: &[String], assets: &GuestAssets) -> Vec<String> {
         "-initrd".to_owned(),
         assets.initrd.display().to_string(),
         "-append".to_owned(),
-        format!("console={} panic=-1 quiet loglevel=3", assets.console),
+        format!(
+            "console={} panic=-1 quiet loglevel=3{}",
+            assets.console, assets.cmdline_extra
+        ),
         "-serial".to_owned(),
         "stdio".to_owned(),
     ]);
@@ -305,6 +345,89 @@ pub fn parse_console(text: &str) -> Result<Vec<GuestFunction>, String> {
     Ok(out)
 }
 
+/// One `CCW ...` line of the initramfs (s390x).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestCcw {
+    /// Bus-id as the guest numbers it: `C.S.DDDD` (channel subsystem, subchannel set, devno).
+    pub bus_id: String,
+    /// Control unit type and model (`3832/01` for virtio-net).
+    pub cutype: String,
+    /// Device type and model.
+    pub devtype: String,
+    /// Whether a driver set the device online.
+    pub online: bool,
+}
+
+/// Parses one `CCW C.S.DDDD cutype=TTTT/MM devtype=TTTT/MM online=N` line.
+pub fn parse_ccw_line(line: &str) -> Result<GuestCcw, String> {
+    let bad = |why: &str| format!("guest line {line:?}: {why}");
+    let mut words = line.split_whitespace();
+    if words.next() != Some("CCW") {
+        return Err(bad("does not start with CCW"));
+    }
+    let bus_id = words.next().ok_or_else(|| bad("no bus-id"))?;
+    let parts: Vec<&str> = bus_id.split('.').collect();
+    let ok = matches!(parts.as_slice(), [c, s, d]
+        if u8::from_str_radix(c, 16).is_ok() && u8::from_str_radix(s, 16).is_ok()
+            && d.len() == 4 && u16::from_str_radix(d, 16).is_ok());
+    if !ok {
+        return Err(bad("bus-id is not C.S.DDDD"));
+    }
+    let mut c = GuestCcw {
+        bus_id: bus_id.to_ascii_lowercase(),
+        cutype: String::new(),
+        devtype: String::new(),
+        online: false,
+    };
+    for w in words {
+        let (k, v) = w.split_once('=').ok_or_else(|| bad("field without ="))?;
+        match k {
+            "cutype" => c.cutype = v.to_owned(),
+            "devtype" => c.devtype = v.to_owned(),
+            "online" => c.online = v == "1",
+            _ => {}
+        }
+    }
+    if c.cutype.is_empty() {
+        return Err(bad("cutype is required"));
+    }
+    Ok(c)
+}
+
+/// Parses the CCW list of the console; errors when its END marker is missing.
+pub fn parse_ccw_console(text: &str) -> Result<Vec<GuestCcw>, String> {
+    let mut inside = false;
+    let mut done = false;
+    let mut out = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r').trim();
+        if line.ends_with(CCW_BEGIN_MARKER) {
+            inside = true;
+            out.clear();
+            continue;
+        }
+        if line.ends_with(CCW_END_MARKER) && inside {
+            done = true;
+            break;
+        }
+        if inside
+            && let Some(pos) = line.find("CCW ")
+            && let Some(tail) = line.get(pos..)
+        {
+            out.push(parse_ccw_line(tail)?);
+        }
+    }
+    if !done {
+        return Err(if inside {
+            format!("the console shows {CCW_BEGIN_MARKER} but not {CCW_END_MARKER}")
+        } else {
+            format!("the console never showed {CCW_BEGIN_MARKER}")
+        });
+    }
+    out.sort_by(|a, b| a.bus_id.cmp(&b.bus_id));
+    Ok(out)
+}
+
 /// What a guest boot produced.
 #[derive(Debug, Clone)]
 pub struct GuestBoot {
@@ -312,6 +435,8 @@ pub struct GuestBoot {
     pub args: Vec<String>,
     /// The functions the guest listed.
     pub functions: Vec<GuestFunction>,
+    /// The CCW devices the guest listed (s390x; empty elsewhere).
+    pub ccw: Vec<GuestCcw>,
     /// Time from spawn to the END marker.
     pub elapsed: Duration,
     /// Console tail (for failure messages).
@@ -399,13 +524,15 @@ fn tail_lines(text: &str, n: usize) -> String {
 }
 
 /// Boots `program` with a planned argv plus the guest assets and returns what the guest
-/// listed. The process group is killed in every case.
+/// listed. The process group is killed in every case. The boot gets `deadline` times the
+/// arch's `deadline_factor`.
 pub async fn boot(
     program: &Path,
     argv: &[String],
     assets: &GuestAssets,
     deadline: Duration,
 ) -> Result<GuestBoot, GuestError> {
+    let deadline = deadline.saturating_mul(assets.deadline_factor.max(1));
     let args = guest_args(argv, assets);
     let mut cmd = Command::new(program);
     cmd.args(&args)
@@ -463,6 +590,11 @@ pub async fn boot(
             let mut reader = BufReader::new(out);
             let mut line = Vec::new();
             let until = start + deadline;
+            let last_marker = if assets.lists_ccw {
+                CCW_END_MARKER
+            } else {
+                END_MARKER
+            };
             loop {
                 line.clear();
                 match tokio::time::timeout_at(until, reader.read_until(b'\n', &mut line)).await {
@@ -478,7 +610,7 @@ pub async fn boot(
                                 .unwrap_or(0);
                             console.drain(..cut);
                         }
-                        if text.trim_end().ends_with(END_MARKER) {
+                        if text.trim_end().ends_with(last_marker) {
                             break Ok(());
                         }
                     }
@@ -502,13 +634,20 @@ pub async fn boot(
     let console_tail = tail_lines(&console, TAIL_LINES);
     match result {
         Ok(()) => {
-            let functions = parse_console(&console).map_err(|message| GuestError::Parse {
+            let parse_err = |message| GuestError::Parse {
                 message,
                 console: console_tail.clone(),
-            })?;
+            };
+            let functions = parse_console(&console).map_err(parse_err)?;
+            let ccw = if assets.lists_ccw {
+                parse_ccw_console(&console).map_err(parse_err)?
+            } else {
+                Vec::new()
+            };
             Ok(GuestBoot {
                 args,
                 functions,
+                ccw,
                 elapsed,
                 console_tail,
                 stderr,
@@ -565,11 +704,45 @@ mod tests {
     }
 
     #[test]
+    fn test_parses_ccw_list_after_pci_list() {
+        let text = "=== PCI-DEVICES-BEGIN\r\n=== PCI-DEVICES-END\r\n[ 2.0] noise=== CCW-DEVICES-BEGIN\r\nCCW 0.1.0100 cutype=3832/01 devtype=0000/00 online=1\r\nCCW 0.0.0000 cutype=3832/05 devtype=0000/00 online=1\r\n=== CCW-DEVICES-END\r\n";
+        assert_eq!(parse_console(text).expect("pci"), Vec::new());
+        let c = parse_ccw_console(text).expect("ccw");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].bus_id, "0.0.0000");
+        assert_eq!(c[0].cutype, "3832/05");
+        assert!(c[1].online);
+        assert!(parse_ccw_console("=== CCW-DEVICES-BEGIN\nCCW 0.0.0000 cutype=3832/05\n").is_err());
+        assert!(
+            parse_ccw_console("=== CCW-DEVICES-BEGIN\nCCW 0.0.00 cutype=1\n=== CCW-DEVICES-END\n")
+                .is_err()
+        );
+        assert!(parse_ccw_console("=== PCI-DEVICES-END\n").is_err());
+    }
+
+    #[test]
+    fn test_consoles_of_the_five_arches() {
+        for (arch, console) in [
+            ("x86_64", "ttyS0"),
+            ("s390x", "ttysclp0"),
+            ("aarch64", "ttyAMA0"),
+            ("ppc64", "hvc0"),
+            ("riscv64", "ttyS0"),
+        ] {
+            assert_eq!(console_for(arch), Some(console), "{arch}");
+        }
+        assert_eq!(console_for("mips"), None);
+    }
+
+    #[test]
     fn test_guest_args_replace_console_and_add_assets() {
         let assets = GuestAssets {
             kernel: "/k".into(),
             initrd: "/i".into(),
             console: "ttyAMA0",
+            lists_ccw: false,
+            cmdline_extra: "",
+            deadline_factor: 1,
             extra: vec!["-cpu".into(), "max".into()],
         };
         let argv: Vec<String> = ["-S", "-machine", "virt", "-serial", "pty", "-no-shutdown"]

@@ -37,6 +37,10 @@ pub const GUEST_SUBSET: &[&str] = &[
     "zpci-auto-uid-fid",
     // aarch64 virt: a switch numbered by the guest kernel.
     "pcie-virt-switch",
+    // pseries: lone functions seen through the device tree, a PHB domain = its index.
+    "pseries-lone-function",
+    // riscv64 virt: a lone function hidden by the function-0 scan, a root port.
+    "virt-lone-function-riscv64",
 ];
 
 /// One trial.
@@ -471,7 +475,7 @@ fn guest_ignore(
 ) -> Option<String> {
     if !machine.is_some_and(|m| gueststage::machine_supported(&snap.arch, m)) {
         return Some(format!(
-            "the guest tier boots x86_64 pc/q35, s390x s390-ccw-virtio and aarch64 virt; not {} {}",
+            "the guest tier boots x86_64 pc/q35, s390x s390-ccw-virtio, aarch64 virt, ppc64 pseries and riscv64 virt; not {} {}",
             snap.arch,
             machine.unwrap_or("(unknown machine)")
         ));

@@ -8,12 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use qconform_caps::Snapshot;
 use qconform_conformance::binaries::{BinaryIndex, Located};
-use qconform_conformance::config::{Config, GuestSelection, Tiers, default_guest_root};
+use qconform_conformance::config::{Config, GuestSelection, Tiers};
+
+use crate::rig_args::RigArgs;
 use qconform_conformance::qualify::{self, CaseClass, CaseComparison, ClassCounts, Disappeared};
 use qconform_conformance::rig::Rig;
 use qconform_conformance::snapshots::LoadedSnapshot;
@@ -69,18 +71,9 @@ pub struct Args {
     /// Concurrent QEMU processes [default: number of cores].
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Matrix root [default: $QCONFORM_MATRIX_ROOT, else ~/.cache/qconform/matrix].
-    #[arg(long)]
-    pub matrix_root: Option<PathBuf>,
-    /// Guest assets root [default: $QCONFORM_GUEST_ROOT, else ~/.cache/qconform/guest].
-    #[arg(long)]
-    pub guest_root: Option<PathBuf>,
-    /// Seconds a live QEMU session may take per phase.
-    #[arg(long, default_value_t = 120)]
-    pub live_timeout: u64,
-    /// Seconds a guest boot may take.
-    #[arg(long, default_value_t = 300)]
-    pub guest_timeout: u64,
+    /// Where the binaries and guest assets are; timeouts.
+    #[command(flatten)]
+    pub rig: RigArgs,
 }
 
 /// One failure of the verdict (JSON contract: `case`, `stage`, `message`).
@@ -263,8 +256,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .jobs
         .unwrap_or_else(qconform_conformance::config::default_qemu_slots)
         .max(1);
-    let matrix_root = args.matrix_root.clone().or_else(matrix::default_root);
-    let guest_root = args.guest_root.clone().or_else(default_guest_root);
+    let matrix_root = args.rig.matrix_root();
+    let guest_root = args.rig.guest_root();
     let matrix_entries = matrix_root
         .as_deref()
         .and_then(|r| matrix::read_matrix(r).ok())
@@ -411,8 +404,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 matrix_root: matrix_root.clone(),
                 guest_root: guest_root.clone(),
                 qemu_slots: jobs,
-                live_timeout: Duration::from_secs(args.live_timeout.max(1)),
-                guest_timeout: Duration::from_secs(args.guest_timeout.max(1)),
+                live_timeout: args.rig.live_timeout(),
+                guest_timeout: args.rig.guest_timeout(),
                 bless_hint: String::new(),
             };
             let rig = Rig::new(

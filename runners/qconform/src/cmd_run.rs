@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qconform_conformance::binaries::BinaryIndex;
-use qconform_conformance::config::{Config, GuestSelection, Tiers, default_guest_root};
+use qconform_conformance::config::{Config, GuestSelection, Tiers};
+
+use crate::rig_args::RigArgs;
 use qconform_conformance::libvirt_suite;
 use qconform_conformance::rig::Rig;
 use qconform_conformance::trials::Counts;
@@ -84,18 +86,9 @@ pub struct Args {
     /// Do not probe installed binaries that have no snapshot.
     #[arg(long)]
     pub no_probe: bool,
-    /// Matrix root [default: $QCONFORM_MATRIX_ROOT, else ~/.cache/qconform/matrix].
-    #[arg(long)]
-    pub matrix_root: Option<PathBuf>,
-    /// Guest assets root [default: $QCONFORM_GUEST_ROOT, else ~/.cache/qconform/guest].
-    #[arg(long)]
-    pub guest_root: Option<PathBuf>,
-    /// Seconds a live QEMU session may take per phase.
-    #[arg(long, default_value_t = 120)]
-    pub live_timeout: u64,
-    /// Seconds a guest boot may take.
-    #[arg(long, default_value_t = 300)]
-    pub guest_timeout: u64,
+    /// Where the binaries and guest assets are; timeouts.
+    #[command(flatten)]
+    pub rig: RigArgs,
 }
 
 /// Directory of the install scripts: `./runners/scripts` when run from a checkout, else the
@@ -319,8 +312,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .jobs
         .unwrap_or_else(qconform_conformance::config::default_qemu_slots)
         .max(1);
-    let matrix_root = args.matrix_root.clone().or_else(matrix::default_root);
-    let guest_root = args.guest_root.clone().or_else(default_guest_root);
+    let matrix_root = args.rig.matrix_root();
+    let guest_root = args.rig.guest_root();
     let started = Instant::now();
 
     if args.install && !install(matrix_root.as_deref(), guest_root.as_deref())? {
@@ -385,8 +378,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         matrix_root,
         guest_root,
         qemu_slots: jobs,
-        live_timeout: Duration::from_secs(args.live_timeout.max(1)),
-        guest_timeout: Duration::from_secs(args.guest_timeout.max(1)),
+        live_timeout: args.rig.live_timeout(),
+        guest_timeout: args.rig.guest_timeout(),
         bless_hint: "hint: if the new output is right, bless it with \
             `qconform run --bless --tiers plan --filter {case}@` and review `git diff cases/{case}/expect`"
             .into(),

@@ -27,6 +27,7 @@ mod cmd_probe;
 mod cmd_qualify;
 mod cmd_report;
 mod cmd_run;
+mod rig_args;
 mod snapshot_arg;
 mod stdout;
 

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use qconform_domxml::{Address, DeviceKind};
 
 use super::{Work, dev_err};
-use crate::Error;
 use crate::machine::Family;
 use crate::names;
+use crate::{Error, classify};
 
 impl Work<'_> {
     pub(super) fn aliases(&mut self) -> Result<(), Error> {
@@ -117,6 +117,12 @@ impl Work<'_> {
     pub(super) fn check_ids(&self) -> Result<(), Error> {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         for d in &self.devs {
+            // A USB companion controller gets no id: it names its master's bus.
+            if d.controller()
+                .is_some_and(|c| classify::usb_master_startport(c).is_some())
+            {
+                continue;
+            }
             if !seen.insert(d.alias.as_str()) {
                 return Err(dev_err(d, format!("Duplicate ID '{}' for device", d.alias)));
             }

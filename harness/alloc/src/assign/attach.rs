@@ -1,7 +1,7 @@
 //! Step 4: how each device attaches (PCI with its connect flags, CCW, unassigned, other),
 //! and the checks that go with the attachment.
 
-use qconform_domxml::Address;
+use qconform_domxml::{Address, DeviceKind};
 
 use super::{Work, dev_err};
 use crate::classify::{self, Ctx};
@@ -17,6 +17,27 @@ impl Work<'_> {
         )
     }
 
+    /// The first `<console>` with target type `serial` (or none) is an alias of the first
+    /// `<serial>` when there is one (virDomainDefAddConsoleCompat): QEMU gets one device,
+    /// the serial's, and the console's own address is ignored
+    /// (virDomainDeviceInfoIterateFlags skips that console).
+    fn serial_console_alias(&self) -> Option<usize> {
+        let chr = |d: &crate::Dev| match &d.device.kind {
+            DeviceKind::Chr(c) => Some(c.clone()),
+            _ => None,
+        };
+        let has_serial = self
+            .devs
+            .iter()
+            .any(|d| chr(d).is_some_and(|c| c.element == "serial"));
+        let (i, first) = self
+            .devs
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| chr(d).filter(|c| c.element == "console").map(|c| (i, c)))?;
+        (has_serial && matches!(first.target_type.as_deref(), None | Some("serial"))).then_some(i)
+    }
+
     pub(super) fn attach(&mut self) -> Result<(), Error> {
         let ctx = Ctx {
             base: self.base(),
@@ -24,9 +45,16 @@ impl Work<'_> {
         };
         let s390 = self.family == Family::S390;
         self.connect_flags = vec![Flags::NONE; self.devs.len()];
+        let serial_alias = self.serial_console_alias();
         for i in 0..self.devs.len() {
             let d = &self.devs[i];
             let kind = &d.device.kind;
+            if Some(i) == serial_alias {
+                // Not a device of its own: libvirt skips it when it collects and
+                // assigns addresses, whatever address it repeats.
+                self.devs[i].attach = Attach::Other;
+                continue;
+            }
             let is_vfio_ccw = classify::is_vfio_ccw(kind);
             if is_vfio_ccw && !self.features.vfio_ccw {
                 return Err(dev_err(
@@ -73,7 +101,11 @@ impl Work<'_> {
                     self.connect_flags[i] = fl;
                     Attach::Pci
                 }
-                Address::Ccw(_) => {
+                Address::Ccw(_) | Address::Other(_)
+                    if matches!(&d.device.address, Address::Ccw(_))
+                        || d.device.address.type_name() == "ccw" =>
+                {
+                    // A bare `<address type='ccw'/>` asks for a CCW devno (assign_ccw).
                     if !s390 {
                         return Err(dev_err(
                             d,
@@ -93,7 +125,8 @@ impl Work<'_> {
                     }
                     Attach::Ccw
                 }
-                Address::Drive(_) | Address::Other(_) => {
+                // (A CCW address never gets here: the arm above takes every one.)
+                Address::Drive(_) | Address::Other(_) | Address::Ccw(_) => {
                     let ty = d.device.address.type_name();
                     if ty == "virtio-s390" {
                         // qemuValidateDomainDeviceDefAddress.
@@ -112,6 +145,16 @@ impl Work<'_> {
                         )
                         .element("address")
                         .attr("type", ty.to_string()));
+                    }
+                    if let DeviceKind::Panic(m) = kind
+                        && m.model.as_deref() == Some("pvpanic")
+                    {
+                        // qemuValidateDomainDefPanic.
+                        return Err(
+                            dev_err(d, "pvpanic is supported only with PCI address type")
+                                .element("address")
+                                .attr("type", ty.to_string()),
+                        );
                     }
                     if let Some(what) = classify::pci_device_name(kind, pci_flags.is_some()) {
                         // libvirt keeps such an address and builds the device with it:
@@ -174,6 +217,23 @@ impl Work<'_> {
     /// Warns about PCI host devices placed as PCI Express only because nothing describes
     /// them. Runs after naming, so each warning starts with the device's alias.
     pub(super) fn warn_undescribed_hosts(&mut self) {
+        if self.family == Family::Pseries {
+            for d in &self.devs {
+                if d.attach == Attach::Pci
+                    && classify::isolation_group(&d.device.kind, &self.host_facts).is_none()
+                {
+                    let host = classify::host_pci_device(&d.device.kind)
+                        .flatten()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    self.warnings.push(format!(
+                        "{}: the IOMMU group of host device {host} is not described, so it is not isolated on a PHB of its own, as libvirt does when it cannot read the group (describe it in <metadata> with <qc:pci address='{host}' express='no' iommuGroup='N'/>, namespace {})",
+                        d.alias,
+                        qconform_domxml::HOST_NS
+                    ));
+                }
+            }
+        }
         let ctx = Ctx {
             base: self.base(),
             host: &self.host_facts,

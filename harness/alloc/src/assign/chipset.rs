@@ -157,6 +157,28 @@ impl Work<'_> {
             }
         }
 
+        // An ich9-uhci1 without address → 00:1d.0, else 00:1a.0, if the slot is free
+        // (q35; the first USB2 set's place on real hardware). Its companions join it later.
+        if self.family == Family::Q35 {
+            for &i in &self.ctrl_order {
+                let d = &self.devs[i];
+                let uhci1 = d
+                    .controller()
+                    .is_some_and(|c| c.ctype == "usb" && c.model.as_deref() == Some("ich9-uhci1"));
+                if !uhci1 || locs[i].is_some() || d.attach != Attach::Pci {
+                    continue;
+                }
+                if let Some(want) = [l(0x1d, 0), l(0x1a, 0)]
+                    .into_iter()
+                    .find(|w| !set.slot_in_use(*w))
+                {
+                    set.reserve(want, chip_flags, From::Config)
+                        .map_err(|m| dev_err(d, m))?;
+                    locs[i] = Some(want);
+                }
+            }
+        }
+
         // dmi-to-pci-bridge without address → 00:1e.0 if free (q35).
         if self.family == Family::Q35 {
             for (i, d) in self.devs.iter().enumerate() {

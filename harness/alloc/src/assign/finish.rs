@@ -74,32 +74,23 @@ impl Work<'_> {
                     "multifunction not supported in s390: a zPCI device must be function 0",
                 ));
             }
-            match funcs.iter().find(|(f, _)| *f == 0) {
-                Some(&(_, i0)) => {
-                    if let Address::Pci(p) = &mut self.devs[i0].device.address {
-                        if p.multifunction == Some(false) {
-                            let f = others[0];
-                            return Err(dev_err(
-                                &self.devs[i0],
-                                format!(
-                                    "has multifunction='off' but function {f} of slot {bus:02x}:{slot:02x} is in use; QEMU refuses this (PCI: {slot:x}.0 indicates single function, but {slot:x}.{f:x} is already populated)"
-                                ),
-                            )
-                            .attr("multifunction", "off"));
-                        }
-                        p.multifunction = Some(true);
-                    }
+            // No function 0: whether a guest sees the other functions depends on the
+            // platform, so the guest view (qconform-plan) decides and warns.
+            let Some(&(_, i0)) = funcs.iter().find(|(f, _)| *f == 0) else {
+                continue;
+            };
+            if let Address::Pci(p) = &mut self.devs[i0].device.address {
+                if p.multifunction == Some(false) {
+                    let f = others[0];
+                    return Err(dev_err(
+                        &self.devs[i0],
+                        format!(
+                            "has multifunction='off' but function {f} of slot {bus:02x}:{slot:02x} is in use; QEMU refuses this (PCI: {slot:x}.0 indicates single function, but {slot:x}.{f:x} is already populated)"
+                        ),
+                    )
+                    .attr("multifunction", "off"));
                 }
-                None => {
-                    let aliases: Vec<&str> = funcs
-                        .iter()
-                        .map(|(_, i)| self.devs[*i].alias.as_str())
-                        .collect();
-                    self.warnings.push(format!(
-                        "slot {bus:02x}:{slot:02x} has no function 0, so a guest will not see {}",
-                        aliases.join(", ")
-                    ));
-                }
+                p.multifunction = Some(true);
             }
         }
         self.controller_defaults()?;

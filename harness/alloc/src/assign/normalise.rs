@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use qconform_domxml::{Address, DeviceKind, Domain};
+use qconform_domxml::{Address, Device, DeviceKind, Domain, Video};
 
 use super::{MAX_CONTROLLER_INDEX, Work, dev_err, loc_of};
 use crate::machine::{self, Family};
@@ -20,6 +20,46 @@ impl Work<'_> {
                 alias: String::new(),
                 attach: Attach::Other,
             });
+        }
+        // virDomainDefAddImplicitVideo: with <graphics> and no <video>, one video device
+        // of the default model, after the document's devices.
+        if dom.has_graphics
+            && !self
+                .devs
+                .iter()
+                .any(|d| matches!(d.device.kind, DeviceKind::Video(_)))
+        {
+            self.devs.push(Dev {
+                device: Device::new(DeviceKind::Video(Video::default())),
+                origin: Origin::Implicit,
+                alias: String::new(),
+                attach: Attach::Other,
+            });
+        }
+        // virDomainDefParseXML inserts a primary video first: it is video0 and the first
+        // video in libvirt's device order.
+        let videos: Vec<usize> = (0..self.devs.len())
+            .filter(|&i| matches!(self.devs[i].device.kind, DeviceKind::Video(_)))
+            .collect();
+        let primaries: Vec<usize> = videos
+            .iter()
+            .copied()
+            .filter(|&i| matches!(&self.devs[i].device.kind, DeviceKind::Video(v) if v.primary))
+            .collect();
+        if primaries.len() > 1 {
+            // virDomainDefVideoValidate.
+            return Err(dev_err(
+                &self.devs[primaries[1]],
+                "Only one primary video device is supported",
+            )
+            .element("model")
+            .attr("primary", "yes"));
+        }
+        if let (Some(&first), Some(&p)) = (videos.first(), primaries.first())
+            && p != first
+        {
+            let d = self.devs.remove(p);
+            self.devs.insert(first, d);
         }
         for u in &dom.unmodelled {
             let mut w = format!(
@@ -65,9 +105,12 @@ impl Work<'_> {
                 .element("address")
                 .attr("controller", a.controller.to_string()));
             }
+            // virDomainDefRejectDuplicateControllers: USB controllers may share an index
+            // (an EHCI master and its UHCI companions).
             if let DeviceKind::Controller(c) = &d.device.kind
                 && let Some(i) = c.index
                 && !used.entry(c.ctype.clone()).or_default().insert(i)
+                && c.ctype != "usb"
             {
                 return Err(dev_err(
                     d,
@@ -175,8 +218,9 @@ impl Work<'_> {
         let usb_default = machine::default_usb_model(self.family, self.caps);
         let scsi_default = machine::default_scsi_model(self.family, self.caps);
         let nic_default = machine::default_nic_model(self.family, &self.arch, self.caps);
-        let video_default = machine::default_video_model(self.family);
+        let video_default = machine::default_video_model(self.family, &self.arch, self.caps);
         let family = self.family;
+        let (arch, caps) = (self.arch.clone(), self.caps);
         for d in &mut self.devs {
             match &mut d.device.kind {
                 DeviceKind::Controller(c) => match c.ctype.as_str() {
@@ -193,7 +237,16 @@ impl Work<'_> {
                         };
                         c.model = m.map(|m| m.as_str().to_string());
                     }
-                    "usb" if c.model.is_none() => c.model = Some(usb_default.to_string()),
+                    "usb" if c.model.is_none() => {
+                        let m = if matches!(d.origin, Origin::Document(_)) {
+                            let addressed =
+                                !matches!(d.device.address, Address::Absent | Address::None);
+                            machine::user_usb_model(&arch, caps, addressed)
+                        } else {
+                            usb_default
+                        };
+                        c.model = Some(m.to_string());
+                    }
                     "scsi" if c.model.is_none() => c.model = Some(scsi_default.to_string()),
                     _ => {}
                 },

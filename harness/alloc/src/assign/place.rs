@@ -53,11 +53,19 @@ impl Work<'_> {
             };
             buses.push(bus);
         }
+        // qemuDomainSetupIsolationGroups: pSeries' default PHB keeps group 0, so that
+        // host devices never share it with emulated ones.
+        if self.family == Family::Pseries
+            && let Some(b) = buses.first_mut()
+        {
+            b.group_locked = true;
+        }
         AddrSet {
             buses,
             dry_run,
             pcie_to_pci_bridge: self.features.pcie_pci_bridge,
             multiple_roots: self.family == Family::Pseries,
+            group: 0,
         }
     }
 
@@ -107,15 +115,17 @@ impl Work<'_> {
         locs: &mut [Option<Loc>],
     ) -> Result<Vec<(usize, Loc)>, Error> {
         let mut moved = Vec::new();
+        let groups = self.isolation_groups();
         for i in self.iteration_order() {
             let Some(loc) = locs[i] else { continue };
             let d = &self.devs[i];
             if self.piix3_builtin(d, loc) {
                 continue;
             }
-            let got = set
-                .reserve(loc, self.connect_flags[i], From::Config)
-                .map_err(|m| addr_err(d, m))?;
+            set.group = groups[i];
+            let got = set.reserve(loc, self.connect_flags[i], From::Config);
+            set.group = 0;
+            let got = got.map_err(|m| addr_err(d, m))?;
             if got != loc {
                 locs[i] = Some(got);
                 moved.push((i, got));
@@ -129,6 +139,7 @@ impl Work<'_> {
     }
 
     fn assign_slots(&self, set: &mut AddrSet, locs: &mut [Option<Loc>]) -> Result<(), Error> {
+        let groups = self.isolation_groups();
         for i in self.assignment_order() {
             if locs[i].is_some() {
                 continue;
@@ -140,23 +151,42 @@ impl Work<'_> {
                     let (_, oidx) = classify::usb_companion(&o.device.kind)?;
                     (j != i && oidx == idx).then_some(locs[j]).flatten()
                 });
-                let base = match mate {
-                    Some(m) => m,
-                    None => set.next_addr(flags).map_err(|m| dev_err(d, m))?,
+                // qemuDomainAssignDevicePCISlots: a companion joins the slot of the
+                // first USB2 controller of its index that has an address (reserved as
+                // an address from the document), else takes a free slot.
+                let (base, from) = match mate {
+                    Some(m) => (m, From::Config),
+                    None => (set.next_addr(flags).map_err(|m| dev_err(d, m))?, From::Auto),
                 };
                 let loc = Loc {
                     function: func,
                     ..base
                 };
-                set.reserve(loc, flags, From::Auto)
-                    .map_err(|m| dev_err(d, m))?;
+                set.reserve(loc, flags, from).map_err(|m| dev_err(d, m))?;
                 locs[i] = Some(loc);
                 continue;
             }
-            let loc = set.reserve_next(flags).map_err(|m| dev_err(d, m))?;
-            locs[i] = Some(loc);
+            set.group = groups[i];
+            let loc = set.reserve_next(flags);
+            set.group = 0;
+            locs[i] = Some(loc.map_err(|m| dev_err(d, m))?);
         }
         Ok(())
+    }
+
+    /// Each device's isolation group (qemuDomainSetupIsolationGroups): 0 but for PCI
+    /// host devices on pSeries whose IOMMU group the document describes.
+    fn isolation_groups(&self) -> Vec<u32> {
+        self.devs
+            .iter()
+            .map(|d| {
+                if self.family == Family::Pseries {
+                    classify::isolation_group(&d.device.kind, &self.host_facts).unwrap_or(0)
+                } else {
+                    0
+                }
+            })
+            .collect()
     }
 
     pub(super) fn assign_pci(&mut self) -> Result<(), Error> {

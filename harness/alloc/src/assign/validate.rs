@@ -22,13 +22,23 @@
 //!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
 //!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
 //!   bus='0' target='0' unit='0'", virDomainDefDuplicateDriveAddressesValidate).
+//! * A host device (same mode and type, same PCI function, mdev UUID or vhost-scsi
+//!   WWPN) is assigned once: "Hostdev already exists in the domain configuration"
+//!   (virDomainDefHostdevValidate).
+//! * USB controllers (virDomainDefParseXML's controller loop): a `none` controller next
+//!   to another one is refused ("Can't add another USB controller: USB is disabled for this
+//!   domain"); when USB controllers are given, one of them must be a master, i.e. not a
+//!   companion (`ich9-uhci1..3`, or any model with `<master startport>`): "No master USB
+//!   controller specified". Companions share their master's index; two controllers that
+//!   have their own ports (everything but the ICH9 UHCI companions) may not
+//!   ("Duplicate USB controllers with index 0", virDomainUSBAddressSetAddController).
 
 use std::collections::BTreeMap;
 
 use qconform_domxml::{Address, DeviceKind, Domain};
 
 use super::{Work, dev_err};
-use crate::Error;
+use crate::{Error, classify};
 
 /// libvirt's virMacAddrParse: six octets of one or two hex digits separated by `:`;
 /// whitespace (or nothing) after the last one.
@@ -52,8 +62,29 @@ impl Work<'_> {
     /// Checks libvirt makes while parsing the document.
     pub(super) fn check_parse(&self, dom: &Domain) -> Result<(), Error> {
         let mut balloons = 0;
+        let (mut usb_none, mut usb_other, mut usb_master) = (false, false, false);
+        let mut first_usb = None;
         for d in &dom.devices {
             match &d.kind {
+                DeviceKind::Controller(c) if c.ctype == "usb" => {
+                    first_usb.get_or_insert(d.pos);
+                    let none = c.model.as_deref() == Some("none");
+                    if usb_none || (none && usb_other) {
+                        return Err(Error::new(
+                            "Can't add another USB controller: USB is disabled for this domain",
+                        )
+                        .element("controller")
+                        .at(d.pos));
+                    }
+                    if none {
+                        usb_none = true;
+                    } else {
+                        usb_other = true;
+                    }
+                    if classify::usb_master_startport(c).is_none() {
+                        usb_master = true;
+                    }
+                }
                 DeviceKind::Interface(n) => {
                     if let Some(mac) = &n.mac {
                         let e = || {
@@ -127,6 +158,13 @@ impl Work<'_> {
                 _ => {}
             }
         }
+        if usb_other && !usb_master {
+            let mut e = Error::new("No master USB controller specified").element("controller");
+            if let Some(p) = first_usb {
+                e = e.at(p);
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -142,6 +180,47 @@ impl Work<'_> {
                     dev_err(d, format!("boot order '{o}' used for more than one device"))
                         .element("boot")
                         .attr("order", o.to_string()),
+                );
+            }
+        }
+        // virDomainDefHostdevValidate / virDomainHostdevMatch: one host source, once.
+        let hostdevs: Vec<_> = self
+            .devs
+            .iter()
+            .filter_map(|d| match &d.device.kind {
+                DeviceKind::Hostdev(h) => Some((d, h)),
+                _ => None,
+            })
+            .collect();
+        for (n, (_, a)) in hostdevs.iter().enumerate() {
+            for (db, b) in &hostdevs[n + 1..] {
+                let same_source = a.mode == b.mode
+                    && a.htype == b.htype
+                    && match a.htype.as_str() {
+                        "pci" => a.host_pci.is_some() && a.host_pci == b.host_pci,
+                        "mdev" => a.uuid.is_some() && a.uuid == b.uuid,
+                        "scsi_host" => a.wwpn.is_some() && a.wwpn == b.wwpn,
+                        _ => false,
+                    };
+                if same_source {
+                    return Err(
+                        dev_err(db, "Hostdev already exists in the domain configuration")
+                            .element("source"),
+                    );
+                }
+            }
+        }
+        let mut usb_buses: BTreeMap<u32, usize> = BTreeMap::new();
+        for (i, d) in self.devs.iter().enumerate() {
+            if let Some(c) = d.controller()
+                && c.ctype == "usb"
+                && classify::usb_ports(c) > 0
+                && let Some(idx) = c.index
+                && usb_buses.insert(idx, i).is_some()
+            {
+                return Err(
+                    dev_err(d, format!("Duplicate USB controllers with index {idx}"))
+                        .attr("index", idx.to_string()),
                 );
             }
         }

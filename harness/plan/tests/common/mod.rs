@@ -2,7 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -119,4 +119,93 @@ pub fn arg_pos(p: &Plan, id: &str) -> usize {
 /// The guest view as its lines (`DDDD:BB:SS.F CCCC: VVVV:DDDD`).
 pub fn guest(p: &Plan) -> Vec<String> {
     p.guest_pci.iter().map(ToString::to_string).collect()
+}
+
+/// The first QEMU id used twice in an argv (`-device id=`, and likewise per option for
+/// `-drive`, `-object`, `-netdev`, `-chardev`; `-blockdev node-name=`), or the first PCI slot and
+/// function given twice on one bus, or a CCW device number given twice.
+pub fn argv_reuse(argv: &[String]) -> Option<String> {
+    let mut ids = BTreeSet::new();
+    let mut slots = BTreeSet::new();
+    let mut devnos = BTreeSet::new();
+    for pair in argv.windows(2) {
+        let [opt, value] = pair else { continue };
+        let key = match opt.as_str() {
+            "-device" | "-drive" | "-object" | "-netdev" | "-chardev" => "id",
+            "-blockdev" => "node-name",
+            _ => continue,
+        };
+        let props = qemu_opts(value);
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if let Some(id) = get(key)
+            && !ids.insert((opt.clone(), id.to_owned()))
+        {
+            return Some(format!("{opt} {key}={id} used twice"));
+        }
+        if opt != "-device" {
+            continue;
+        }
+        if let Some(addr) = get("addr") {
+            let bus = get("bus").unwrap_or("").to_owned();
+            let Some(sf) = pci_addr(addr) else {
+                return Some(format!("bad addr={addr} in {value}"));
+            };
+            if !slots.insert((bus.clone(), sf)) {
+                return Some(format!("bus={bus} addr={addr} used twice"));
+            }
+        }
+        if let Some(devno) = get("devno")
+            && !devnos.insert(devno.to_owned())
+        {
+            return Some(format!("devno={devno} used twice"));
+        }
+    }
+    None
+}
+
+/// QEMU option syntax: `driver,name=value,...` with `,,` standing for a comma.
+pub fn qemu_opts(value: &str) -> Vec<(String, String)> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                parts.last_mut().expect("non-empty").push(',');
+            } else {
+                parts.push(String::new());
+            }
+        } else {
+            parts.last_mut().expect("non-empty").push(c);
+        }
+    }
+    parts
+        .into_iter()
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// `0x1f.0x7` → (31, 7); `0x3` → (3, 0).
+pub fn pci_addr(addr: &str) -> Option<(u32, u32)> {
+    let num = |t: &str| u32::from_str_radix(t.strip_prefix("0x").unwrap_or(t), 16).ok();
+    match addr.split_once('.') {
+        Some((s, f)) => Some((num(s)?, num(f)?)),
+        None => Some((num(addr)?, 0)),
+    }
+}
+
+/// The first `-device` whose QEMU type is a PCI device (per the snapshot) but that does not
+/// carry both `bus=` and `addr=`: QEMU would pick its slot, possibly one the plan gave
+/// another device.
+pub fn unpinned_pci_device(argv: &[String], caps: &Snapshot) -> Option<String> {
+    argv.windows(2)
+        .filter(|w| w[0] == "-device")
+        .map(|w| &w[1])
+        .find(|value| {
+            let ty = value.split(',').next().unwrap_or_default();
+            let props = qemu_opts(value);
+            let has = |k: &str| props.iter().any(|(n, _)| n == k);
+            caps.implements(ty, "pci-device") && !(has("bus") && has("addr"))
+        })
+        .map(|value| format!("PCI device without bus= and addr=: {value}"))
 }
