@@ -493,18 +493,20 @@ fn class_from_desc(desc: &str, known: &BTreeMap<String, BTreeSet<u16>>) -> Optio
 }
 
 /// Devfn offsets, from the physical function, of the SR-IOV virtual functions QEMU creates
-/// for a device type when it realizes it, read from the identity probe behind a PCIe port:
-/// there the type sits alone at function 0 of its bus, so every other function `info
-/// qtree` lists on that bus (the id-less virtual functions) is one of its own. Empty when
-/// the binary creates none (QEMU before 10.0 creates the virtual functions only when the
-/// guest enables them; measured with `igb` on QEMU 7.2, 10.0 and 11.1).
+/// for a device type when it realizes it, read from the identity probes: the id-less
+/// functions reading `ffff:ffff` (an unenabled virtual function) on the bus of the type's
+/// function, after it. The probe behind a PCIe port, where the type sits alone on its bus,
+/// is read first; a binary without one (pSeries, s390x) is read from the root launch, where
+/// the only type of the probe list with virtual functions is `igb`. Empty when the binary
+/// creates none (QEMU before 10.0 creates them only when the guest enables them; measured
+/// with `igb` on QEMU 7.2, 10.0 and 11.1).
 pub fn sriov_vf_offsets(probes: &BTreeMap<String, IdentityProbe>, ty: &str) -> Vec<u8> {
-    for (key, probe) in probes {
-        if placement_of_key(key) != Some(Placement::PciePort)
-            || probe.outcome != LaunchOutcome::Started
-        {
-            continue;
-        }
+    let mut order: Vec<(&String, &IdentityProbe)> = probes
+        .iter()
+        .filter(|(k, p)| placement_of_key(k).is_some() && p.outcome == LaunchOutcome::Started)
+        .collect();
+    order.sort_by_key(|(k, _)| placement_of_key(k) != Some(Placement::PciePort));
+    for (_, probe) in order {
         let ids = device_ids_of_argv(&probe.argv);
         let Some(tree) = probe.info_qtree.as_deref().and_then(parse_qtree) else {
             continue;
@@ -524,7 +526,11 @@ pub fn sriov_vf_offsets(probes: &BTreeMap<String, IdentityProbe>, ty: &str) -> V
             let mut out: Vec<u8> = bus
                 .devices
                 .iter()
-                .filter(|d| d.id.is_empty())
+                .filter(|d| {
+                    d.id.is_empty()
+                        && d.pci_id
+                            .is_some_and(|(v, dv, _, _)| v == 0xffff && dv == 0xffff)
+                })
                 .filter_map(|d| d.pci_addr)
                 .map(|(s, f)| u16::from(s) * 8 + u16::from(f))
                 .filter(|&devfn| devfn > pf_devfn)

@@ -279,6 +279,8 @@ impl Work<'_> {
     /// hw/pci/pcie_sriov.c). libvirt does not know them, so QEMU refuses what lands there,
     /// and refuses the device itself when the last of them is past function 0x1f.7.
     fn check_sriov_vfs(&self) -> Result<(), Error> {
+        // Virtual functions already created: (bus, devfn) → the physical function's index.
+        let mut taken: BTreeMap<(u32, u16), usize> = BTreeMap::new();
         for (i, d) in self.devs.iter().enumerate() {
             let ty = match &d.device.kind {
                 DeviceKind::Interface(n) if n.itype != "hostdev" => n.model.as_deref(),
@@ -306,6 +308,18 @@ impl Work<'_> {
             for off in offsets {
                 let vf = devfn + u16::from(off);
                 let (slot, function) = ((vf / 8) as u8, (vf % 8) as u8);
+                if let Some(&j) = taken.get(&(pf.bus, vf)) {
+                    return Err(dev_err(
+                        d,
+                        format!(
+                            "PCI: slot {slot} function {function} not available for igbvf, in \
+                             use by igbvf: the SR-IOV virtual functions of {ty} '{}' and of \
+                             '{}' (created when QEMU realizes them) overlap on bus {}",
+                            d.alias, self.devs[j].alias, pf.bus
+                        ),
+                    ));
+                }
+                taken.insert((pf.bus, vf), i);
                 let clash = self.devs.iter().enumerate().find(|&(j, _)| {
                     j != i
                         && self.locs[j].is_some_and(|l| {
