@@ -219,7 +219,9 @@ impl Work<'_> {
     pub(super) fn warn_undescribed_hosts(&mut self) {
         if self.family == Family::Pseries {
             for d in &self.devs {
+                // Only a device left to the allocator is placed by its group.
                 if d.attach == Attach::Pci
+                    && matches!(d.device.address, Address::Absent | Address::None)
                     && classify::isolation_group(&d.device.kind, &self.host_facts).is_none()
                 {
                     let host = classify::host_pci_device(&d.device.kind)
