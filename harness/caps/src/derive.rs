@@ -493,8 +493,8 @@ fn class_from_desc(desc: &str, known: &BTreeMap<String, BTreeSet<u16>>) -> Optio
 }
 
 /// Devfn offsets, from the physical function, of the SR-IOV virtual functions QEMU creates
-/// for a device type when it realizes it, read from the identity probes: the id-less
-/// functions reading `ffff:ffff` (an unenabled virtual function) on the bus of the type's
+/// for a device type when it realizes it, read from the identity probes: the functions the
+/// probe did not create (no id, or QEMU's own `auto_…` one) reading `ffff:ffff` (an unenabled virtual function) on the bus of the type's
 /// function, after it. The probe behind a PCIe port, where the type sits alone on its bus,
 /// is read first; a binary without one (pSeries, s390x) is read from the root launch, where
 /// the only type of the probe list with virtual functions is `igb`. Empty when the binary
@@ -527,7 +527,8 @@ pub fn sriov_vf_offsets(probes: &BTreeMap<String, IdentityProbe>, ty: &str) -> V
                 .devices
                 .iter()
                 .filter(|d| {
-                    d.id.is_empty()
+                    // Made by QEMU, not by the probe: no id (10.0) or `auto_…` (11.1).
+                    !ids.contains_key(&d.id)
                         && d.pci_id
                             .is_some_and(|(v, dv, _, _)| v == 0xffff && dv == 0xffff)
                 })
