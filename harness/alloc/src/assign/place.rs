@@ -337,6 +337,31 @@ impl Work<'_> {
                         ),
                     ));
                 }
+                // A function above 0 makes its slot multifunction: a device QEMU builds as
+                // single-function at function 0 of that slot is refused ("PCI: 13.0
+                // indicates single function, but 13.1 is already populated", measured on
+                // QEMU 10.0 riscv64 virt; found by qconform explore).
+                let single = (function != 0)
+                    .then(|| {
+                        self.devs.iter().enumerate().find(|&(j, _)| {
+                            j != i
+                                && self.locs[j].is_some_and(|l| {
+                                    l.bus == pf.bus && l.slot == slot && l.function == 0
+                                })
+                        })
+                    })
+                    .flatten();
+                if let Some((_, o)) = single {
+                    return Err(addr_err(
+                        o,
+                        format!(
+                            "PCI: {slot:02x}.0 indicates single function, but {slot:02x}.{function} \
+                             is already populated: an SR-IOV virtual function of {ty} '{}' (slot \
+                             0x{:02x} function {}), which QEMU creates when it realizes that device",
+                            d.alias, pf.slot, pf.function
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
