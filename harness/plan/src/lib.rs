@@ -66,7 +66,7 @@ pub struct Plan {
 }
 
 /// How a device is addressed; serialised as `pci`, `ccw`, `unassigned` or `none`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AddressKind {
     /// A PCI address (with zPCI ids on s390x).
@@ -76,6 +76,7 @@ pub enum AddressKind {
     /// A PCI host device managed but not given to the guest.
     Unassigned,
     /// Not addressed by the allocator (ISA, USB, drives, built-in, ...).
+    #[default]
     None,
 }
 
@@ -97,8 +98,9 @@ impl std::fmt::Display for AddressKind {
     }
 }
 
-/// The address of one device. The JSON field names are a contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The address of one device. The JSON field names are a contract. The default is a device
+/// the allocator does not address (kind `none`, every field empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceAddress {
     /// How the device is addressed.
     pub kind: AddressKind,
@@ -296,17 +298,7 @@ fn map_key(d: &qconform_alloc::Dev) -> String {
 fn device_map(a: &Allocation) -> BTreeMap<String, DeviceAddress> {
     let mut m = BTreeMap::new();
     for d in &a.devices {
-        let none = DeviceAddress {
-            kind: AddressKind::None,
-            bus: None,
-            slot: None,
-            function: None,
-            bus_alias: None,
-            multifunction: false,
-            zpci_uid: None,
-            zpci_fid: None,
-            ccw_devno: None,
-        };
+        let none = DeviceAddress::default();
         let addr = match (&d.device.address, d.attach) {
             (Address::Pci(p), Attach::Pci) => DeviceAddress {
                 kind: AddressKind::Pci,

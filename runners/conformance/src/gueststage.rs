@@ -250,14 +250,8 @@ mod tests {
     fn ccw(devno: &str) -> DeviceAddress {
         DeviceAddress {
             kind: AddressKind::Ccw,
-            bus: None,
-            slot: None,
-            function: None,
-            bus_alias: None,
-            multifunction: false,
-            zpci_uid: None,
-            zpci_fid: None,
             ccw_devno: Some(devno.into()),
+            ..DeviceAddress::default()
         }
     }
 
