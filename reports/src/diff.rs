@@ -1046,10 +1046,19 @@ pub fn pci_id_reason(snap: &Snapshot, device: &str, placement: Placement) -> Opt
         if let Some(why) = probe.rejected.get(device) {
             return Some(why.clone());
         }
-        let carried = device_ids_of_argv(&probe.argv)
-            .values()
-            .any(|t| t == device);
-        if carried && failed.is_none() {
+        // A failed launch explains the device's absence when QEMU's error is about the
+        // device, or when the device was all it carried (the other types of a launch
+        // refused at its first device were never created).
+        let carried = device_ids_of_argv(&probe.argv);
+        let about = carried.values().any(|t| t == device)
+            && (carried
+                .keys()
+                .filter(|id| !id.starts_with("qcport"))
+                .count()
+                == 1
+                || probe.stderr.contains(&format!("-device {device},"))
+                || probe.outcome == LaunchOutcome::Timeout);
+        if about && failed.is_none() {
             failed = match probe.outcome {
                 LaunchOutcome::Failed => error_line(&probe.stderr),
                 LaunchOutcome::Timeout => Some("timeout (QEMU did not answer)".to_owned()),

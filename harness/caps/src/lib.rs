@@ -166,7 +166,7 @@ pub struct Raw {
 }
 
 /// Summary of `query-qmp-schema`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QmpSchemaSummary {
     /// Lowercase hex SHA-256 of the canonical JSON of the full reply.

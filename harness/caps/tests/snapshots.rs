@@ -182,3 +182,59 @@ fn test_igb_virtual_functions_are_read_from_the_identity_probe() {
             .is_empty()
     );
 }
+
+#[test]
+fn test_every_refusal_alone_is_qemu_refusing_that_type_first() {
+    // The probe counts a type as refused alone when QEMU refused it as the first device of a
+    // launch (it creates `-device` options in command-line order). Every such record must
+    // show it: the type's own option comes first (after its holder port at `pcie-port`) and
+    // QEMU's error names that option, so the text is about the type and not a neighbour.
+    let all = snapshots();
+    let mut seen = 0;
+    for (path, _, s) in &all {
+        for (key, p) in &s.raw.pci_identity {
+            let Some((_, rest)) = key.split_once(':') else {
+                continue;
+            };
+            let ty = rest.split('@').next().unwrap_or_default();
+            if p.outcome == qconform_caps::LaunchOutcome::Started || ty.parse::<u32>().is_ok() {
+                continue;
+            }
+            let first = p
+                .argv
+                .windows(2)
+                .filter(|w| w[0] == "-device" && !w[1].contains("id=qcport"))
+                .map(|w| w[1].as_str())
+                .next()
+                .unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("{ty},")),
+                "{}: {key}: first device is {first}",
+                path.display()
+            );
+            let timed_out = p.outcome == qconform_caps::LaunchOutcome::Timeout;
+            assert!(
+                timed_out || p.stderr.contains(&format!("-device {first}: ")),
+                "{}: {key}: QEMU's error is not about {first}: {}",
+                path.display(),
+                p.stderr
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20, "{seen} refusals alone");
+}
+
+#[test]
+fn test_no_identity_record_is_a_bare_machine_unless_the_placement_failed() {
+    // The bare machine is launched only to tell a machine's refusal from a device's: a
+    // started record always carries devices.
+    for (path, _, s) in &snapshots() {
+        for (key, p) in &s.raw.pci_identity {
+            if p.outcome == qconform_caps::LaunchOutcome::Started {
+                let devices = p.argv.iter().filter(|a| *a == "-device").count();
+                assert!(devices > 0, "{}: {key} is a bare launch", path.display());
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use qconform_alloc::{Allocation, Attach, Dev, Family, PciModel};
-use qconform_caps::{LaunchOutcome, Placement, Snapshot};
+use qconform_caps::{LaunchOutcome, Placement, Snapshot, device_ids_of_argv, placement_of_key};
 use qconform_domxml::{Address, DeviceKind, Domain};
 
 use crate::opts::Opts;
@@ -1191,11 +1191,11 @@ impl B<'_> {
 }
 
 /// QEMU's refusal of device type `ty` at `placement` on a machine of `family`, as the
-/// snapshot's PCI identity launches recorded it: the type was left out of the shared
-/// launch at that placement with QEMU's error text, and no launch of the type alone there
-/// (key `<placement>:<type>`, or `<placement>:<type>@<machine>` on another machine)
-/// started. Launches on a machine of another family say nothing about this one (q35's
-/// `pcie.0` refuses what pc's `pci.0` takes).
+/// snapshot's PCI identity launches recorded it: a launch at that placement refused the
+/// type with QEMU's error text (`rejected`), and no launch there that started carried it
+/// (in company, alone, or alone on another machine: `<placement>:<type>@<machine>`).
+/// Launches on a machine of another family say nothing about this one (q35's `pcie.0`
+/// refuses what pc's `pci.0` takes).
 fn recorded_refusal<'c>(
     caps: &'c Snapshot,
     family: Family,
@@ -1212,21 +1212,18 @@ fn recorded_refusal<'c>(
         let name = caps.resolve_machine(Some(name)).unwrap_or(name);
         Some(Family::of(name, arch))
     };
-    let key = placement.as_str();
     let mut refusal = None;
     for (k, probe) in &caps.raw.pci_identity {
-        if family_of(&probe.argv) != Some(family) {
+        if placement_of_key(k) != Some(placement) || family_of(&probe.argv) != Some(family) {
             continue;
         }
-        if k == key {
-            if let Some(msg) = probe.rejected.get(ty) {
-                refusal = Some(msg.as_str());
-            }
-        } else if let Some(rest) = k.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
-            let solo = rest.split('@').next().unwrap_or_default();
-            if solo == ty && probe.outcome == LaunchOutcome::Started {
-                return None;
-            }
+        if probe.outcome == LaunchOutcome::Started
+            && device_ids_of_argv(&probe.argv).values().any(|t| t == ty)
+        {
+            return None;
+        }
+        if let Some(msg) = probe.rejected.get(ty) {
+            refusal = Some(msg.as_str());
         }
     }
     refusal

@@ -11,13 +11,19 @@
 //!
 //! side by side, as multiples of the floor. `--full` adds one full probe of the whole matrix.
 //!
-//! Measured on the shared 2-core machine at load average 14–17 (other builds running), 20
-//! binaries, `--jobs 2`: floor 35–450 ms per binary (2.9 s summed), cold 1.0–16.1 s (127 s
-//! summed: 43.6x the floor; 14.0x–139x per binary), warm 0.011–0.23 ms (0.0002x: no launch).
-//! The warm target (<= 1x) holds; the cold target (<= 15x) holds only for s390x. The
-//! identity launches dominate cold (about 25 per x86 binary: two bare machines, five
-//! 16-device batches per placement, the types refused in company tried alone, the fallback
-//! machine), so fewer, larger launches are what is left to gain.
+//! Measured on the 2-core machine, idle (load average 1–2), 20 binaries, `--jobs 2`:
+//! floor 18–37 ms per binary (569 ms summed), cold 0.26–0.84 s (11.1 s summed: 19.5x the
+//! floor; 10.6x–29.7x per binary, within 15x for the s390x binaries and 5.2 aarch64), warm
+//! 0.011–0.025 ms (0.001x: no launch). The warm target (<= 1x) holds; the cold target
+//! (<= 15x) holds on none of the others (ppc64 15.2x–19.5x, x86_64 up to 29.7x). Before the identity rounds (a
+//! refusal at the first device counts as alone, types refused in company retried alone side
+//! by side, no bare machine launch, expanders last, identity started after the first QMP
+//! batch) the same run on a loaded machine gave 43.6x, and 10.0/x86_64 idle 40.9x (now
+//! 23.4x). What is left is QEMU's own work, not waiting: on 10.0/x86_64 the basic launch
+//! keeps one of the two slots 0.17 s (the QMP schema and 114 `device-list-properties`
+//! answers), and the 16 identity launches (160 devices, each realized by QEMU in about 2 ms
+//! more in company, over a 34 ms bare q35 start) add up to about 1.1 s of slot time, so no
+//! schedule on two CPUs finishes under about 0.63 s (23x): the measured run is at that bound.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

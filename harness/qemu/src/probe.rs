@@ -1,11 +1,12 @@
 //! The probe plan: one QEMU binary in, one [`Snapshot`] out.
 //!
 //! 1. **Basic launch** `-machine none -nodefaults -S -display none -qmp stdio -accel A
-//!    [-audio none]`: `query-version`, `query-target`, `query-machines`,
-//!    `qom-list-types abstract=true`, `qom-list-types implements=X abstract=true` for
-//!    [`IMPLEMENTS`], `query-qmp-schema` (summarised) and HMP `info qdm` in one pipelined
-//!    batch, then `device-list-properties` for the [`property_types`] the binary lists in a
-//!    second one (every command used exists since QEMU 2.x; 5.2 answers all of them). The accelerator is the first of `tcg`, `qtest` that
+//!    [-audio none]`, two pipelined batches: `query-version`, `query-target`,
+//!    `query-machines`, `qom-list-types abstract=true`, `qom-list-types implements=X
+//!    abstract=true` for [`IMPLEMENTS`] and HMP `info qdm` (all the identity plan needs, so
+//!    identity launches start as soon as they are answered), then `query-qmp-schema`
+//!    (summarised) and `device-list-properties` for the [`property_types`] the binary lists
+//!    (every command used exists since QEMU 2.x; 5.2 answers all of them). The accelerator is the first of `tcg`, `qtest` that
 //!    starts (TCG first so that "does this machine start" means the same on every version:
 //!    Debian's 7.2 and 10.0 builds have no qtest accelerator). `-audio none` is used when
 //!    the binary accepts it (10.0+ boards with sound refuse to start without an audio
@@ -15,11 +16,13 @@
 //! 3. **PCI identity**: the device types of [`IDENTITY_TYPES`] that the binary has, plugged
 //!    in batches on the reference machine of the architecture ([`identity_machine`]), at the
 //!    `root` placement (the machine's default PCI bus) and at `pcie-port` (each device behind
-//!    its own `pcie-root-port`, where the binary has one). A type QEMU refuses is dropped from
-//!    the batch with QEMU's message (found by its `-device` option string on stderr, or by
-//!    halving the batch when QEMU does not say) and then tried once on its own. A type the
-//!    root bus refuses even alone is tried alone on the architecture's fallback machines
-//!    ([`identity_fallback_machines`], e.g. i440fx for `pxb`), still as `root`.
+//!    its own `pcie-root-port`, where the binary has one). A type QEMU refuses is taken out
+//!    of its launch with QEMU's message (found by its `-device` option string on stderr, or
+//!    by halving the batch when QEMU does not say): refused as the first device of a launch
+//!    it is refused alone (QEMU creates `-device` options in order), refused in company it
+//!    is launched alone in a second round. A type the root bus refuses alone is tried alone
+//!    on the architecture's fallback machines ([`identity_fallback_machines`], e.g. i440fx
+//!    for `pxb`), still as `root`. The record's keys are described at `identity_placement`.
 //!
 //! Every launch goes through a shared semaphore so the number of QEMU processes stays
 //! bounded whatever the number of binaries and machines.
@@ -667,27 +670,11 @@ pub async fn probe_binary(
     let bin = target.binary.clone();
     let hash_task = tokio::task::spawn_blocking(move || sha256_file(&bin));
 
-    let basic = {
-        let _permit = limit.acquire().await;
-        basic_probe(&target.launcher, config.timeouts).await?
-    };
-    tracker.finished("basic queries".into());
-    let sha = match hash_task.await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => {
-            return Err(ProbeError::Hash {
-                path: target.binary.clone(),
-                source,
-            });
-        }
-        Err(e) => {
-            return Err(ProbeError::Hash {
-                path: target.binary.clone(),
-                source: std::io::Error::other(e.to_string()),
-            });
-        }
-    };
-
+    // The basic launch holds one slot for its whole life. Its first batch is all the
+    // identity plan needs, so identity launches start while it answers the rest.
+    let basic_permit = limit.acquire().await;
+    let mut session = start_basic(&target.launcher, config.timeouts).await?;
+    let mut basic = basic_first(&mut session).await?;
     let reply_err = |command: &str, detail: &str| ProbeError::Reply {
         program: target.launcher.clone(),
         command: command.to_owned(),
@@ -725,7 +712,7 @@ pub async fn probe_binary(
         })
         .collect();
 
-    let common = common_args(&basic.accel, basic.audio_none);
+    let common = common_args(&session.accel, session.audio_none);
     let mut machine_argv = vec!["-machine".to_owned(), "{machine}".to_owned()];
     machine_argv.extend(common.iter().cloned());
 
@@ -779,6 +766,30 @@ pub async fn probe_binary(
         None
     };
 
+    let rest = basic_rest(&mut session, &basic).await;
+    let _ = session.q.quit().await;
+    drop(basic_permit);
+    let (qmp_schema, device_properties) = rest?;
+    basic.qmp_schema = qmp_schema;
+    basic.device_properties = device_properties;
+    tracker.finished("basic queries".into());
+
+    let sha = match hash_task.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => {
+            return Err(ProbeError::Hash {
+                path: target.binary.clone(),
+                source,
+            });
+        }
+        Err(e) => {
+            return Err(ProbeError::Hash {
+                path: target.binary.clone(),
+                source: std::io::Error::other(e.to_string()),
+            });
+        }
+    };
+
     while let Some(joined) = set.join_next().await {
         if let Ok((name, probe)) = joined {
             machines.insert(name, probe);
@@ -804,13 +815,13 @@ pub async fn probe_binary(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         binary_sha256: sha,
-        probe_argv: basic.argv.clone(),
+        probe_argv: session.argv.clone(),
         machine_argv,
-        accel: basic.accel.clone(),
+        accel: session.accel.clone(),
         tool: format!("qconform {}", env!("CARGO_PKG_VERSION")),
     };
     let raw = Raw {
-        greeting: basic.greeting,
+        greeting: session.greeting,
         query_version: basic.query_version,
         query_target: basic.query_target,
         query_machines: basic.query_machines,
@@ -828,12 +839,18 @@ pub async fn probe_binary(
     })
 }
 
-/// Replies of the basic launch.
-struct Basic {
+/// The basic launch: the running QEMU and how it was started.
+struct BasicSession {
+    q: Qemu,
     argv: Vec<String>,
     accel: String,
     audio_none: bool,
     greeting: Value,
+}
+
+/// Replies of the basic launch (`qmp_schema` and `device_properties` are filled by its
+/// second part, [`basic_rest`]).
+struct Basic {
     query_version: Value,
     query_target: Value,
     query_machines: Value,
@@ -845,10 +862,7 @@ struct Basic {
 }
 
 /// Starts the binary with `-machine none`, trying the accelerator/audio variants in order.
-async fn start_basic(
-    launcher: &Path,
-    timeouts: Timeouts,
-) -> Result<(Qemu, Vec<String>, String, bool), QemuError> {
+async fn start_basic(launcher: &Path, timeouts: Timeouts) -> Result<BasicSession, QemuError> {
     let variants = [
         ("tcg", true),
         ("tcg", false),
@@ -859,7 +873,15 @@ async fn start_basic(
     for (accel, audio) in variants {
         let args = machine_args("none", &common_args(accel, audio));
         match Qemu::spawn(launcher, &args, timeouts).await {
-            Ok(q) => return Ok((q, args, accel.to_owned(), audio)),
+            Ok(q) => {
+                return Ok(BasicSession {
+                    greeting: q.greeting().clone(),
+                    q,
+                    argv: args,
+                    accel: accel.to_owned(),
+                    audio_none: audio,
+                });
+            }
             // A refusal of an option: try the next variant. Anything else (cannot run,
             // hangs, speaks no QMP) will not get better with other options.
             Err(e @ QemuError::Exited { .. }) => last = Some(e),
@@ -877,11 +899,9 @@ async fn start_basic(
 /// non-list value, i.e. "no properties", exactly as for an error reply.
 pub const ABSENT_TYPE: &str = "not listed by qom-list-types";
 
-async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, ProbeError> {
-    let (mut q, argv, accel, audio_none) = start_basic(launcher, timeouts).await?;
-    let greeting = q.greeting().clone();
-    // Two pipelined batches: everything that does not depend on the type list, then the
-    // properties of the types the binary has.
+/// First pipelined batch: everything the identity plan needs (version, target, machines,
+/// types, `info qdm`).
+async fn basic_first(s: &mut BasicSession) -> Result<Basic, ProbeError> {
     let mut first: Vec<(&str, Option<Value>)> = vec![
         ("query-version", None),
         ("query-target", None),
@@ -894,12 +914,11 @@ async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, Probe
             Some(json!({ "implements": iface, "abstract": true })),
         ));
     }
-    first.push(("query-qmp-schema", None));
     first.push((
         "human-monitor-command",
         Some(json!({ "command-line": "info qdm" })),
     ));
-    let mut replies = q.execute_pipelined(&first).await?.into_iter();
+    let mut replies = s.q.execute_pipelined(&first).await?.into_iter();
     let mut next = || replies.next().unwrap_or(Ok(Value::Null));
     let query_version = stored(next());
     let query_target = stored(next());
@@ -909,16 +928,11 @@ async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, Probe
     for iface in IMPLEMENTS {
         qom_implements.insert((*iface).to_owned(), stored(next()));
     }
-    let schema = next().map_err(|error| QemuError::Command {
-        command: "query-qmp-schema".into(),
-        error,
-    })?;
-    let qmp_schema = summarize_schema(&schema);
     let info_qdm = match next() {
-        Ok(Value::String(s)) => s,
+        Ok(Value::String(text)) => text,
         Ok(other) => {
             return Err(ProbeError::Reply {
-                program: launcher.to_path_buf(),
+                program: s.q.program().to_path_buf(),
                 command: "human-monitor-command info qdm".into(),
                 detail: format!("expected a string, got {other}"),
             });
@@ -931,7 +945,25 @@ async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, Probe
             .into());
         }
     };
-    let listed: BTreeSet<&str> = qom_types
+    Ok(Basic {
+        query_version,
+        query_target,
+        query_machines,
+        qom_types,
+        qom_implements,
+        device_properties: BTreeMap::new(),
+        qmp_schema: QmpSchemaSummary::default(),
+        info_qdm: info_qdm.replace("\r\n", "\n"),
+    })
+}
+
+/// Second pipelined batch: the QMP schema and the properties of the types the binary lists.
+async fn basic_rest(
+    s: &mut BasicSession,
+    basic: &Basic,
+) -> Result<(QmpSchemaSummary, BTreeMap<String, Value>), ProbeError> {
+    let listed: BTreeSet<&str> = basic
+        .qom_types
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -940,11 +972,20 @@ async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, Probe
         .collect();
     let all = property_types();
     let asked: Vec<&str> = all.iter().copied().filter(|t| listed.contains(t)).collect();
-    let batch: Vec<(&str, Option<Value>)> = asked
-        .iter()
-        .map(|t| ("device-list-properties", Some(json!({ "typename": t }))))
-        .collect();
-    let answers = q.execute_pipelined(&batch).await?;
+    let mut batch: Vec<(&str, Option<Value>)> = vec![("query-qmp-schema", None)];
+    batch.extend(
+        asked
+            .iter()
+            .map(|t| ("device-list-properties", Some(json!({ "typename": t })))),
+    );
+    let mut answers = s.q.execute_pipelined(&batch).await?.into_iter();
+    let schema = answers
+        .next()
+        .unwrap_or(Ok(Value::Null))
+        .map_err(|error| QemuError::Command {
+            command: "query-qmp-schema".into(),
+            error,
+        })?;
     let mut device_properties = BTreeMap::new();
     for (ty, r) in asked.iter().zip(answers) {
         device_properties.insert((*ty).to_owned(), stored(r));
@@ -954,21 +995,7 @@ async fn basic_probe(launcher: &Path, timeouts: Timeouts) -> Result<Basic, Probe
             .entry(ty.to_owned())
             .or_insert_with(|| json!({ "absent": ABSENT_TYPE }));
     }
-    let _ = q.quit().await;
-    Ok(Basic {
-        argv,
-        accel,
-        audio_none,
-        greeting,
-        query_version,
-        query_target,
-        query_machines,
-        qom_types,
-        qom_implements,
-        device_properties,
-        qmp_schema,
-        info_qdm: info_qdm.replace("\r\n", "\n"),
-    })
+    Ok((summarize_schema(&schema), device_properties))
 }
 
 /// One launch with the given arguments (normally `-machine M` + the common options): start,
@@ -1128,10 +1155,21 @@ fn identity_plan(basic: &Basic, arch: &str, machines: &[(String, Option<String>)
 }
 
 /// Devices per identity launch: leaves room on any root bus (32 slots) for built-in
-/// functions, and behind-port launches use one root-bus slot per holder port.
+/// functions, and behind-port launches use one root-bus slot per holder port. A larger launch
+/// saves QEMU's fixed start-up cost, but every device costs more in company (each PCI device
+/// adds an address space that QEMU renders again on every memory-map update), so the total
+/// stops falling near this size (measured on x86_64 q35: 17 devices 56 ms, 28 devices 96 ms,
+/// against 34 ms for the bare machine).
 const BATCH: usize = 16;
 /// Bound on launches per placement, whatever QEMU does.
 const MAX_LAUNCHES: usize = 200;
+
+/// Types whose device adds a PCI root bus of its own (expanders). qdev's search for a
+/// default bus visits the newest child of the system bus first, so a device given without
+/// `bus=` after one of these can land on the expander's bus: they are launched only once
+/// a started launch has shown the machine's root bus, and every device of such a launch
+/// names it.
+const ROOT_BUS_MAKERS: &[&str] = &["pxb", "pxb-pcie"];
 
 async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<String, IdentityProbe> {
     let mut out = BTreeMap::new();
@@ -1143,35 +1181,50 @@ async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<Stri
         placements.push("pcie-port");
     }
     let ctx = Arc::new(ctx);
+    let fallback = Arc::new(plan.fallback.clone());
     let mut set = JoinSet::new();
     for placement in placements {
         let ctx = Arc::clone(&ctx);
         let machine = machine.clone();
         let types = plan.types.clone();
-        set.spawn(async move { identity_placement(&ctx, &machine, placement, &types).await });
+        let fallback = Arc::clone(&fallback);
+        set.spawn(async move {
+            let mut out = identity_placement(&ctx, &machine, placement, &types).await;
+            if placement == "root" {
+                out.extend(identity_fallback(&ctx, &fallback, &types, &out).await);
+            }
+            out
+        });
     }
     while let Some(j) = set.join_next().await {
         if let Ok(m) = j {
             out.extend(m);
         }
     }
-    // Types the root bus refused even alone: try them alone on the fallback machines, in
-    // order, until one starts (every attempt is recorded).
-    let refused: Vec<String> = plan
-        .types
+    out
+}
+
+/// Types the root bus refused alone, each tried alone on the fallback machines in order
+/// until one starts (every attempt is recorded, as `root:TYPE@MACHINE`).
+async fn identity_fallback(
+    ctx: &Arc<IdentityContext>,
+    fallback: &Arc<Vec<String>>,
+    types: &[String],
+    root: &BTreeMap<String, IdentityProbe>,
+) -> Vec<(String, IdentityProbe)> {
+    let refused: Vec<String> = types
         .iter()
         .filter(|t| {
-            out.get(&format!("root:{t}"))
+            root.get(&format!("root:{t}"))
                 .is_some_and(|p| p.outcome != LaunchOutcome::Started)
         })
         .cloned()
         .collect();
-    ctx.tracker.add(refused.len() * plan.fallback.len());
-    let fallback = Arc::new(plan.fallback.clone());
+    ctx.tracker.add(refused.len() * fallback.len());
     let mut set = JoinSet::new();
     for ty in refused {
-        let ctx = Arc::clone(&ctx);
-        let fallback = Arc::clone(&fallback);
+        let ctx = Arc::clone(ctx);
+        let fallback = Arc::clone(fallback);
         set.spawn(async move {
             let mut tried = Vec::new();
             for m in fallback.iter() {
@@ -1189,6 +1242,7 @@ async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<Stri
             tried
         });
     }
+    let mut out = Vec::new();
     while let Some(j) = set.join_next().await {
         if let Ok(tried) = j {
             out.extend(tried);
@@ -1197,7 +1251,8 @@ async fn run_identity(ctx: IdentityContext, plan: IdentityPlan) -> BTreeMap<Stri
     out
 }
 
-/// One identity launch's argv and the `-device` option string of each device type.
+/// One identity launch's argv and, per device type, the `-device` option strings that
+/// belong to it: its holder port first (at `pcie-port`), then the device itself.
 fn identity_argv(
     machine: &str,
     common: &[String],
@@ -1272,12 +1327,21 @@ fn identity_argv(
     (argv, opts)
 }
 
+/// The `-device` option QEMU complained about, by the device type it belongs to.
+#[derive(Debug, Clone)]
+struct Culprit {
+    ty: String,
+    message: String,
+    /// The complaint was about the type's holder port, not the type.
+    holder: bool,
+}
+
 enum IdentityRun {
     Started(IdentityProbe),
-    /// QEMU refused; `culprit` names the type whose `-device` option it complained about.
+    /// QEMU refused; `culprit` names the `-device` option it complained about.
     Refused {
         probe: IdentityProbe,
-        culprit: Option<(String, String)>,
+        culprit: Option<Culprit>,
     },
 }
 
@@ -1290,6 +1354,7 @@ async fn identity_launch(
 ) -> IdentityRun {
     let (argv, opts) = identity_argv(machine, &ctx.common, placement, root_bus, types);
     let _permit = ctx.limit.acquire().await;
+
     let mut probe = IdentityProbe {
         argv: argv.clone(),
         outcome: LaunchOutcome::Failed,
@@ -1328,11 +1393,15 @@ async fn identity_launch(
             let text = failure_text(&e);
             probe.stderr = tail(&text, STDERR_RECORD);
             let culprit = opts.iter().find_map(|(ty, dev_opts)| {
-                dev_opts.iter().find_map(|o| {
+                let last = dev_opts.len().saturating_sub(1);
+                dev_opts.iter().enumerate().find_map(|(i, o)| {
                     let needle = format!("-device {o}: ");
                     text.lines().find_map(|l| {
-                        l.split_once(&needle)
-                            .map(|(_, msg)| (ty.clone(), msg.trim().to_owned()))
+                        l.split_once(&needle).map(|(_, msg)| Culprit {
+                            ty: ty.clone(),
+                            message: msg.trim().to_owned(),
+                            holder: i < last,
+                        })
                     })
                 })
             });
@@ -1341,74 +1410,160 @@ async fn identity_launch(
     }
 }
 
+/// What one placement's launches found, merged in a fixed order (round, then batch) so the
+/// record never depends on timing.
+#[derive(Default)]
 struct BatchResult {
     started: Vec<IdentityProbe>,
+    /// Every refusal QEMU gave, by type (the last one wins).
     rejected: BTreeMap<String, String>,
+    /// Types refused as the first device of their launch: nothing but the machine (and, at
+    /// `pcie-port`, the type's own holder port) had been created when QEMU refused them, as
+    /// QEMU creates `-device` options in command-line order, so this is the refusal of the
+    /// type alone. The failed launch is kept as the record.
+    alone: Vec<(String, IdentityProbe)>,
+    /// Types refused in company: tried again in the next round.
+    deferred: Vec<String>,
+    /// The placement itself failed (the machine does not start, or refuses the holder port
+    /// in front of the first device).
+    placement_failed: Option<IdentityProbe>,
     launches: usize,
 }
 
-/// One batch of a placement: launched, and on a refusal the culprit dropped (or the batch
-/// halved when QEMU does not name it) until what is left starts.
-async fn identity_batch(
-    ctx: &IdentityContext,
-    machine: &str,
-    placement: &str,
-    root_bus: Option<&str>,
-    batch: Vec<String>,
-    max_launches: usize,
-) -> BatchResult {
-    let mut queue: std::collections::VecDeque<Vec<String>> = [batch].into();
-    let mut out = BatchResult {
-        started: Vec::new(),
-        rejected: BTreeMap::new(),
-        launches: 0,
-    };
-    while let Some(mut batch) = queue.pop_front() {
-        loop {
-            if batch.is_empty() || out.launches >= max_launches {
-                break;
-            }
-            out.launches += 1;
-            match identity_launch(ctx, machine, placement, root_bus, &batch).await {
-                IdentityRun::Started(p) => {
-                    out.started.push(p);
-                    break;
+/// Placement-wide state shared by the batches of a round.
+struct PlacementRun<'a> {
+    ctx: &'a IdentityContext,
+    machine: &'a str,
+    placement: &'static str,
+    root_bus: Option<String>,
+    /// The bare machine's launch (with one holder port at `pcie-port`), made once and only
+    /// when needed: a launch failed without naming a device, or expanders are left and no
+    /// launch has started to show the root bus. `(started, launch)`.
+    bare: tokio::sync::OnceCell<(bool, IdentityProbe)>,
+}
+
+impl PlacementRun<'_> {
+    async fn bare(&self) -> &(bool, IdentityProbe) {
+        self.bare
+            .get_or_init(|| async {
+                self.ctx.tracker.add(1);
+                match identity_launch(self.ctx, self.machine, self.placement, None, &[]).await {
+                    IdentityRun::Started(p) => (true, p),
+                    IdentityRun::Refused { probe, .. } => (false, probe),
                 }
-                IdentityRun::Refused {
-                    culprit: Some((ty, msg)),
-                    ..
-                } => {
-                    batch.retain(|t| *t != ty);
-                    out.rejected.insert(ty, msg);
-                    ctx.tracker.add(1);
-                }
-                IdentityRun::Refused {
-                    probe,
-                    culprit: None,
-                } => {
-                    if batch.len() == 1 {
-                        let ty = batch.remove(0);
-                        let msg =
-                            error_line(&probe.stderr).unwrap_or_else(|| match probe.exit_code {
-                                Some(c) => format!("exit code {c}"),
-                                None => "killed by a signal".to_owned(),
-                            });
-                        out.rejected.insert(ty, msg);
-                    } else {
-                        // QEMU did not say which device: halve the batch.
-                        let second = batch.split_off(batch.len() / 2);
-                        queue.push_front(second);
-                        queue.push_front(std::mem::take(&mut batch));
-                        ctx.tracker.add(2);
+            })
+            .await
+    }
+
+    async fn bare_failure(&self) -> Option<IdentityProbe> {
+        let (started, probe) = self.bare().await;
+        (!started).then(|| probe.clone())
+    }
+
+    /// One batch: launched, and on a refusal the culprit taken out (or the batch halved when
+    /// QEMU does not name it) until what is left starts.
+    async fn batch(&self, batch: Vec<String>, max_launches: usize) -> BatchResult {
+        let mut queue: std::collections::VecDeque<Vec<String>> = [batch].into();
+        let mut out = BatchResult::default();
+        while let Some(mut batch) = queue.pop_front() {
+            while !batch.is_empty() && out.launches < max_launches {
+                out.launches += 1;
+                let run = identity_launch(
+                    self.ctx,
+                    self.machine,
+                    self.placement,
+                    self.root_bus.as_deref(),
+                    &batch,
+                )
+                .await;
+                match run {
+                    IdentityRun::Started(p) => {
+                        out.started.push(p);
+                        break;
                     }
-                    break;
+                    IdentityRun::Refused {
+                        probe,
+                        culprit: Some(c),
+                    } => {
+                        let first = batch.first() == Some(&c.ty);
+                        if c.holder
+                            && first
+                            && let Some(bare) = self.bare_failure().await
+                        {
+                            // The machine takes no holder port at all (pseries).
+                            out.placement_failed = Some(bare);
+                            return out;
+                        }
+                        batch.retain(|t| *t != c.ty);
+                        out.rejected.insert(c.ty.clone(), c.message);
+                        if first {
+                            out.alone.push((c.ty, probe));
+                        } else {
+                            out.deferred.push(c.ty);
+                        }
+                        self.ctx.tracker.add(1);
+                    }
+                    IdentityRun::Refused {
+                        probe,
+                        culprit: None,
+                    } => {
+                        if let Some(bare) = self.bare_failure().await {
+                            out.placement_failed = Some(bare);
+                            return out;
+                        }
+                        if batch.len() == 1 {
+                            let ty = batch.remove(0);
+                            let msg = error_line(&probe.stderr).unwrap_or_else(|| {
+                                match probe.exit_code {
+                                    Some(c) => format!("exit code {c}"),
+                                    None => "killed by a signal".to_owned(),
+                                }
+                            });
+                            out.rejected.insert(ty.clone(), msg);
+                            out.alone.push((ty, probe));
+                        } else {
+                            // QEMU did not say which device: halve the batch.
+                            let second = batch.split_off(batch.len() / 2);
+                            queue.push_front(second);
+                            queue.push_front(std::mem::take(&mut batch));
+                            self.ctx.tracker.add(2);
+                        }
+                        break;
+                    }
                 }
             }
         }
+        out
     }
-    out
 }
 
+/// The machine's root PCI bus, as a started launch shows it: the first PCI bus of its tree.
+fn root_bus_of(p: &IdentityProbe) -> Option<String> {
+    p.info_qtree
+        .as_deref()
+        .and_then(qconform_caps::parse_qtree)
+        .and_then(|t| {
+            t.walk_buses()
+                .into_iter()
+                .find(|(_, b)| matches!(b.bus_type.as_str(), "PCI" | "PCIE"))
+                .map(|(_, b)| b.id.clone())
+        })
+}
+
+/// Every type of a placement, in rounds. The first round deals the types into batches of
+/// at most [`BATCH`] in turn (type 1 to batch 1, type 2 to batch 2, ...), so that neighbours
+/// in [`IDENTITY_TYPES`], often variants that exclude one another (one balloon per
+/// machine), start in different launches; the batches run at once. A type refused as the
+/// first device of its launch is refused alone; one refused in company is launched alone
+/// in the second round, next to the others so refused. Expanders ([`ROOT_BUS_MAKERS`])
+/// wait for the first started launch to show the root bus. The machine alone is launched
+/// only to tell a refusal of the machine (or of its holder port) from one of a device.
+///
+/// Recorded under `PLACEMENT` (the first started launch, which also carries every refusal
+/// text of the placement in `rejected`, the last one QEMU gave for each type),
+/// `PLACEMENT:N` (the other started launches, in round then batch order) and
+/// `PLACEMENT:TYPE` (the launch that refused TYPE alone). When the placement itself fails,
+/// `PLACEMENT` is that failed launch and nothing else is recorded.
 async fn identity_placement(
     ctx: &Arc<IdentityContext>,
     machine: &str,
@@ -1416,62 +1571,91 @@ async fn identity_placement(
     types: &[String],
 ) -> BTreeMap<String, IdentityProbe> {
     let mut out = BTreeMap::new();
-    ctx.tracker.add(1);
-    // The bare machine first (with one holder port for `pcie-port`): if it does not start,
-    // no device result would mean anything.
-    let root_bus = match identity_launch(ctx, machine, placement, None, &[]).await {
-        IdentityRun::Refused { probe, .. } => {
-            out.insert(placement.to_owned(), probe);
-            return out;
-        }
-        IdentityRun::Started(p) => p
-            .info_qtree
-            .as_deref()
-            .and_then(qconform_caps::parse_qtree)
-            .and_then(|t| {
-                t.walk_buses()
-                    .into_iter()
-                    .find(|(_, b)| matches!(b.bus_type.as_str(), "PCI" | "PCIE"))
-                    .map(|(_, b)| b.id.clone())
-            }),
+    let order: BTreeMap<&str, usize> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let (mut makers, mut pending): (Vec<String>, Vec<String>) = types
+        .iter()
+        .cloned()
+        .partition(|t| ROOT_BUS_MAKERS.contains(&t.as_str()));
+    let mut run = PlacementRun {
+        ctx,
+        machine,
+        placement,
+        root_bus: None,
+        bare: tokio::sync::OnceCell::new(),
     };
-    // The batches are independent launches: run them at once (bounded by the shared
-    // semaphore), then merge in batch order so the record does not depend on timing.
-    let batches: Vec<Vec<String>> = types.chunks(BATCH).map(<[String]>::to_vec).collect();
-    ctx.tracker.add(batches.len());
-    let per_batch = MAX_LAUNCHES / batches.len().max(1);
-    let mut set = JoinSet::new();
-    for (i, batch) in batches.into_iter().enumerate() {
-        let ctx = Arc::clone(ctx);
-        let machine = machine.to_owned();
-        let root_bus = root_bus.clone();
-        set.spawn(async move {
-            let r = identity_batch(
-                &ctx,
-                &machine,
-                placement,
-                root_bus.as_deref(),
-                batch,
-                per_batch,
-            )
-            .await;
-            (i, r)
-        });
-    }
-    let mut results: Vec<(usize, BatchResult)> = Vec::new();
-    while let Some(j) = set.join_next().await {
-        if let Ok(r) = j {
-            results.push(r);
-        }
-    }
-    results.sort_by_key(|(i, _)| *i);
-    let mut rejected: BTreeMap<String, String> = BTreeMap::new();
     let mut started: Vec<IdentityProbe> = Vec::new();
+    let mut rejected: BTreeMap<String, String> = BTreeMap::new();
+    let mut alone: Vec<(String, IdentityProbe)> = Vec::new();
     let mut launches = 0;
-    for (_, r) in results {
-        started.extend(r.started);
-        rejected.extend(r.rejected);
-        launches += r.launches;
+    let mut round = 0;
+    loop {
+        if !makers.is_empty() && pending.is_empty() && run.root_bus.is_none() {
+            // Only expanders are left and no launch has shown the root bus yet.
+            match run.bare().await {
+                (true, p) => {
+                    run.root_bus = root_bus_of(p);
+                    if run.root_bus.is_none() {
+                        // No PCI bus in its tree: nothing to keep them off, launch them as they are.
+                        pending.append(&mut makers);
+                    }
+                }
+                (false, p) => {
+                    out.insert(placement.to_owned(), p.clone());
+                    return out;
+                }
+            }
+        }
+        if run.root_bus.is_some() {
+            pending.append(&mut makers);
+        }
+        if pending.is_empty() {
+            break;
+        }
+        pending.sort_by_key(|t| order.get(t.as_str()).copied().unwrap_or(usize::MAX));
+        let budget = MAX_LAUNCHES.saturating_sub(launches);
+        if budget == 0 {
+            for t in pending.drain(..) {
+                rejected
+                    .entry(t)
+                    .or_insert_with(|| "not probed: the placement's launch budget ran out".into());
+            }
+            break;
+        }
+        // The first round deals everything into batches; later rounds hold the types
+        // refused in company, few and likely to clash again, each launched alone so that
+        // they settle at once and side by side.
+        let n = if round == 0 {
+            pending.len().div_ceil(BATCH)
+        } else {
+            pending.len()
+        };
+        round += 1;
+        let batches: Vec<Vec<String>> = (0..n)
+            .map(|i| pending.iter().skip(i).step_by(n).cloned().collect())
+            .collect();
+        pending.clear();
+        ctx.tracker.add(n);
+        let per_batch = (budget / n).max(1);
+        let results = futures_join_all(batches.into_iter().map(|b| run.batch(b, per_batch))).await;
+        for r in results {
+            launches += r.launches;
+            if let Some(failed) = r.placement_failed {
+                out.clear();
+                out.insert(placement.to_owned(), failed);
+                return out;
+            }
+            started.extend(r.started);
+            rejected.extend(r.rejected);
+            alone.extend(r.alone);
+            pending.extend(r.deferred);
+        }
+        if run.root_bus.is_none() {
+            run.root_bus = started.first().and_then(root_bus_of);
+        }
     }
     for (i, p) in started.into_iter().enumerate() {
         let key = if i == 0 {
@@ -1481,39 +1665,8 @@ async fn identity_placement(
         };
         out.insert(key, p);
     }
-    // A type refused in company may start alone (two display adapters, one IOMMU, ...).
-    // These launches are independent too.
-    let retry: Vec<String> = rejected
-        .keys()
-        .take(MAX_LAUNCHES.saturating_sub(launches))
-        .cloned()
-        .collect();
-    ctx.tracker.add(retry.len());
-    let mut set = JoinSet::new();
-    for ty in retry {
-        let ctx = Arc::clone(ctx);
-        let machine = machine.to_owned();
-        let root_bus = root_bus.clone();
-        set.spawn(async move {
-            let probe = match identity_launch(
-                &ctx,
-                &machine,
-                placement,
-                root_bus.as_deref(),
-                std::slice::from_ref(&ty),
-            )
-            .await
-            {
-                IdentityRun::Started(p) => p,
-                IdentityRun::Refused { probe, .. } => probe,
-            };
-            (ty, probe)
-        });
-    }
-    while let Some(j) = set.join_next().await {
-        if let Ok((ty, probe)) = j {
-            out.insert(format!("{placement}:{ty}"), probe);
-        }
+    for (ty, p) in alone {
+        out.insert(format!("{placement}:{ty}"), p);
     }
     // Every rejection of the placement is recorded on its first launch.
     if let Some(first) = out.get_mut(placement) {
@@ -1524,11 +1677,37 @@ async fn identity_placement(
     out
 }
 
+/// Runs futures at once on the current task and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(outs.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter().flatten().collect()
+}
+
 // ---- identity cache ----------------------------------------------------------------------
 
 /// Version of what the probe records; part of every cache key, so that snapshots recorded by
 /// an older probe plan are never reused as if fresh.
-pub const PROBE_FORMAT: u32 = 2;
+pub const PROBE_FORMAT: u32 = 3;
 
 /// Identity of a probe target: a recorded snapshot still holds while the launcher and the real
 /// binary keep their path, size and modification time (or, when only those changed, while the
