@@ -1846,7 +1846,11 @@ impl ProbeCache {
             .map(|r| (r.sha256.clone(), r.snapshot.clone()))
     }
 
-    /// Records (replaces) the row of a target and writes the cache file atomically.
+    /// Records (replaces) the row of a target and writes the cache file atomically. Several
+    /// processes may record at once (parallel tests, two `qualify` runs): the file is
+    /// re-read under an exclusive lock (`<file>.lock`) and this row merged into what is
+    /// there, so no process drops another's row. Rows whose snapshot file is gone or was
+    /// rewritten since are dropped on the way.
     pub fn record(
         &mut self,
         t: &ProbeTarget,
@@ -1856,18 +1860,32 @@ impl ProbeCache {
     ) -> std::io::Result<()> {
         let identity = TargetIdentity::of(t)?;
         let snapshot_stamp = file_stamp(snapshot)?;
-        self.rows
-            .retain(|r| !(r.identity.launcher == identity.launcher && r.options == options));
-        self.rows.push(CacheRow {
+        let row = CacheRow {
             identity,
             options: options.to_owned(),
             sha256: sha256.to_owned(),
             snapshot: snapshot.to_path_buf(),
             snapshot_stamp,
-        });
-        let Some(file) = &self.file else {
+        };
+        let Some(file) = self.file.clone() else {
+            self.merge(row, None);
             return Ok(());
         };
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut lock_name = file.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(lock_name))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+        let on_disk: Vec<CacheRow> = std::fs::read_to_string(&file)
+            .map(|t| t.lines().filter_map(parse_row).collect())
+            .unwrap_or_default();
+        self.merge(row, Some(on_disk));
         let mut text = String::new();
         for r in &self.rows {
             let i = &r.identity;
@@ -1885,12 +1903,23 @@ impl ProbeCache {
                 r.snapshot_stamp
             ));
         }
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
         std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, file)
+        std::fs::rename(&tmp, &file)
+        // The lock is released when `lock` is dropped, after the rename.
+    }
+
+    /// Replaces the row of the same launcher and options with `row`, starting from the rows
+    /// read from disk when given (dropping those whose snapshot no longer holds).
+    fn merge(&mut self, row: CacheRow, on_disk: Option<Vec<CacheRow>>) {
+        if let Some(rows) = on_disk {
+            self.rows = rows;
+            self.rows.retain(snapshot_unchanged);
+        }
+        self.rows.retain(|r| {
+            !(r.identity.launcher == row.identity.launcher && r.options == row.options)
+        });
+        self.rows.push(row);
     }
 }
 
