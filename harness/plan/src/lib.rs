@@ -35,6 +35,13 @@ use qconform_domxml::{Address, Problem, Written};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+/// How a guest of machine type `machine` (canonical name or alias as QEMU lists it) on
+/// `arch` finds its PCI functions: the rule the guest view applies (see [`Visibility`]).
+pub fn machine_visibility(machine: &str, arch: &str) -> Visibility {
+    visibility(qconform_alloc::Family::of(machine, arch))
+}
+
+pub use guest::{Visibility, visibility};
 pub use opts::{Opts, escape};
 pub use qconform_caps::GuestPciFunction;
 

@@ -538,6 +538,26 @@ fn device_types(tree: &QtreeBus) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// What the guest platform does with what QEMU built, so that the observed view is the one
+/// the guest enumerates (the plan's guest view applies the same rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestScan {
+    /// The guest scans each slot from function 0 and skips a slot whose function 0 is
+    /// missing (x86, ARM and RISC-V `virt`): functions of such a slot, and whatever sits
+    /// behind them, are marked hidden.
+    pub from_function_zero: bool,
+    /// Each root bus is a PCI domain numbered by its host bridge's `index` property
+    /// (pSeries PHBs), not by its place in `info qtree`.
+    pub domain_by_index: bool,
+}
+
+fn lone_reason(slot: u32, function: u32) -> String {
+    format!(
+        "QEMU lists it at slot {slot:#04x} function {function}, but that slot has no \
+         function 0 and a guest scans each slot from function 0"
+    )
+}
+
 fn hidden_reason(slot: u32, port_id: &str, port_ty: &str) -> String {
     format!(
         "QEMU lists it at slot {slot} behind {port_ty} {port_id:?}, but a guest scans only \
@@ -547,18 +567,31 @@ fn hidden_reason(slot: u32, port_id: &str, port_ty: &str) -> String {
 
 /// Guest view of a machine whose firmware has numbered the bridges: `query-pci` as is.
 /// `is_pcie_slot` tells whether a QOM type is a PCIe root or downstream port; functions
-/// at slot ≠ 0 behind one (and everything behind those) are marked hidden.
+/// at slot ≠ 0 behind one (and everything behind those) are marked hidden, and so are
+/// the functions of a slot without function 0 when `scan` says the guest skips those.
 pub fn observe_numbered(
     query_pci: &Value,
     tree: Option<&QtreeBus>,
     is_pcie_slot: &dyn Fn(&str) -> bool,
+    scan: GuestScan,
 ) -> Result<Vec<ObservedFunction>, String> {
     let flat = flatten_query_pci(query_pci)?;
     let types = tree.map(device_types).unwrap_or_default();
+    let with_function_zero: BTreeSet<(usize, u32, u32)> = flat
+        .iter()
+        .filter(|f| f.function == 0 && f.vendor != ABSENT_VENDOR)
+        .map(|f| (f.host, f.bus, f.slot))
+        .collect();
     let mut hidden_ids: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for f in &flat {
         let mut hidden = f.parent.as_ref().and_then(|p| hidden_ids.get(p).cloned());
+        if hidden.is_none()
+            && scan.from_function_zero
+            && !with_function_zero.contains(&(f.host, f.bus, f.slot))
+        {
+            hidden = Some(lone_reason(f.slot, f.function));
+        }
         if hidden.is_none()
             && f.slot != 0
             && let Some(p) = &f.parent
@@ -608,6 +641,7 @@ pub fn observe_frozen(
     query_pci: &Value,
     tree: &QtreeBus,
     is_pcie_slot: &dyn Fn(&str) -> bool,
+    scan: GuestScan,
 ) -> Result<Vec<ObservedFunction>, String> {
     let flat = flatten_query_pci(query_pci)?;
     let classes: BTreeMap<String, u16> = flat
@@ -632,21 +666,28 @@ pub fn observe_frozen(
         })
         .collect();
     // Root PCI buses: PCI buses not owned by a PCI function.
-    let mut roots: Vec<&QtreeBus> = Vec::new();
+    let mut roots: Vec<(Option<&QtreeDevice>, &QtreeBus)> = Vec::new();
     for (owner, bus) in tree.walk_buses() {
         if is_pci_bus(bus) && owner.is_none_or(|o| o.pci_addr.is_none()) {
-            roots.push(bus);
+            roots.push((owner, bus));
         }
     }
     let mut out = Vec::new();
-    // Each further root bus (a second host bridge) is a PCI domain of its own.
-    for (domain, root) in roots.iter().enumerate() {
+    // Each further root bus (a second host bridge) is a PCI domain of its own: numbered
+    // by its host bridge's index where the guest does so, else in tree order.
+    for (place, (owner, root)) in roots.iter().enumerate() {
+        let by_index = owner
+            .filter(|_| scan.domain_by_index)
+            .and_then(|o| o.properties.get("index"))
+            .and_then(|v| parse_qtree_number(v));
         let mut ctx = FrozenCtx {
             classes: &classes,
             root_classes: &root_classes,
             is_pcie_slot,
             out: &mut out,
-            domain: u32::try_from(domain).unwrap_or(u32::MAX),
+            domain: by_index.unwrap_or_else(|| u32::try_from(place).unwrap_or(u32::MAX)),
+            host: place,
+            scan,
         };
         let mut counter = 0u32;
         walk_frozen(&mut ctx, root, 0, None, None, &mut counter, 0)?;
@@ -661,6 +702,9 @@ struct FrozenCtx<'a> {
     is_pcie_slot: &'a dyn Fn(&str) -> bool,
     out: &'a mut Vec<ObservedFunction>,
     domain: u32,
+    /// Index of the root bus in tree order (how `query-pci` lists host bridges).
+    host: usize,
+    scan: GuestScan,
 }
 
 fn walk_frozen(
@@ -681,6 +725,11 @@ fn walk_frozen(
         .filter(|d| d.pci_addr.is_some())
         .collect();
     devs.sort_by_key(|d| d.pci_addr);
+    let with_function_zero: BTreeSet<u8> = devs
+        .iter()
+        .filter(|d| d.pci_id.is_none_or(|(v, ..)| v != ABSENT_VENDOR))
+        .filter_map(|d| d.pci_addr.filter(|(_, f)| *f == 0).map(|(s, _)| s))
+        .collect();
     let owner_is_slot = owner.is_some_and(|o| (ctx.is_pcie_slot)(&o.ty));
     for d in devs {
         let Some((slot, function)) = d.pci_addr else {
@@ -691,8 +740,11 @@ fn walk_frozen(
             continue;
         }
         let by_place = if owner.is_none() {
-            ctx.root_classes
-                .get(&(ctx.domain, u32::from(slot), u32::from(function)))
+            ctx.root_classes.get(&(
+                u32::try_from(ctx.host).unwrap_or(u32::MAX),
+                u32::from(slot),
+                u32::from(function),
+            ))
         } else {
             None
         };
@@ -708,6 +760,9 @@ fn walk_frozen(
             Some(h) => Some(h.to_owned()),
             None if owner_is_slot && slot != 0 => {
                 owner.map(|o| hidden_reason(u32::from(slot), &o.id, &o.ty))
+            }
+            None if ctx.scan.from_function_zero && !with_function_zero.contains(&slot) => {
+                Some(lone_reason(u32::from(slot), u32::from(function)))
             }
             None => None,
         };
@@ -997,6 +1052,56 @@ mod tests {
     }
 
     #[test]
+    fn test_a_slot_without_function_zero_is_hidden_where_the_guest_scans_from_it() {
+        // q35 with an e1000 alone at 00:03.1 (QEMU lists it; Linux skips slot 3).
+        let mut lone = dev(0, 3, 0x200, 0x8086, 0x100e, "net0");
+        lone["function"] = json!(1);
+        let reply = json!([{"bus": 0, "devices": [dev(0, 0, 0x600, 0x8086, 0x29c0, ""), lone,
+            dev(0, 4, 0x200, 0x8086, 0x100e, "net1")]}]);
+        let scan = GuestScan {
+            from_function_zero: true,
+            domain_by_index: false,
+        };
+        let obs = observe_numbered(&reply, None, &|_| false, scan).expect("obs");
+        let hidden = hidden_functions(&obs);
+        assert_eq!(hidden.len(), 1, "{hidden:?}");
+        assert!(
+            hidden[0].starts_with("0000:00:03.1 0200: 8086:100e (net0)"),
+            "{hidden:?}"
+        );
+        assert!(hidden[0].contains("no function 0"), "{hidden:?}");
+        // pSeries-like guests see it: nothing hidden.
+        let obs = observe_numbered(&reply, None, &|_| false, GuestScan::default()).expect("obs");
+        assert!(hidden_functions(&obs).is_empty());
+        // The same at -S from info qtree (ARM/RISC-V virt).
+        let text = "bus: main-system-bus\n  type System\n  dev: gpex-pcihost, id \"\"\n    bus: pcie.0\n      type PCIE\n      dev: e1000, id \"net0\"\n        class Ethernet controller, addr 00:03.1, pci id 8086:100e (sub 1af4:1100)\n      dev: gpex-root, id \"\"\n        class Host bridge, addr 00:00.0, pci id 1b36:0008 (sub 0000:0000)\n";
+        let tree = parse_qtree(text).expect("tree");
+        let qp = json!([{"bus": 0, "devices": [dev(0, 0, 0x600, 0x1b36, 8, "")]}]);
+        let obs = observe_frozen(&qp, &tree, &|_| false, scan).expect("obs");
+        let hidden = hidden_functions(&obs);
+        assert_eq!(hidden.len(), 1, "{hidden:?}");
+        assert!(hidden[0].starts_with("0000:00:03.1"), "{hidden:?}");
+    }
+
+    #[test]
+    fn test_pseries_domains_follow_the_phb_index_not_the_tree_order() {
+        // info qtree lists the PHB with index 2 before the default one (index 0).
+        let text = "bus: main-system-bus\n  type System\n  dev: spapr-pci-host-bridge, id \"pci.1\"\n    index = 2 (0x2)\n    bus: pci.1.0\n      type PCI\n      dev: virtio-net-pci, id \"net1\"\n        class Ethernet controller, addr 00:01.2, pci id 1af4:1000 (sub 1af4:0001)\n  dev: spapr-pci-host-bridge, id \"\"\n    index = 0 (0x0)\n    bus: pci.0\n      type PCI\n      dev: e1000, id \"net0\"\n        class Ethernet controller, addr 00:03.1, pci id 8086:100e (sub 1af4:1100)\n";
+        let tree = parse_qtree(text).expect("tree");
+        let qp = json!([{"bus": 0, "devices": []}, {"bus": 0, "devices": []}]);
+        let by_index = GuestScan {
+            from_function_zero: false,
+            domain_by_index: true,
+        };
+        let obs = observe_frozen(&qp, &tree, &|_| false, by_index).expect("obs");
+        let addrs: Vec<String> = obs.iter().map(ObservedFunction::address).collect();
+        assert_eq!(addrs, ["0000:00:03.1", "0002:00:01.2"]);
+        let obs = observe_frozen(&qp, &tree, &|_| false, GuestScan::default()).expect("obs");
+        let addrs: Vec<String> = obs.iter().map(ObservedFunction::address).collect();
+        assert_eq!(addrs, ["0000:00:01.2", "0001:00:03.1"]);
+    }
+
+    #[test]
     fn test_hidden_function_behind_root_port_is_marked_not_dropped() {
         let mut port = dev(0, 4, 0x604, 0x1b36, 0xc, "pci.4");
         port["pci_bridge"] = json!({"bus": {"number": 0, "secondary": 7, "subordinate": 7},
@@ -1006,7 +1111,13 @@ mod tests {
             "bus: main-system-bus\n  type System\n  dev: q35-pcihost, id \"\"\n    bus: pcie.0\n      type PCIE\n      dev: pcie-root-port, id \"pci.4\"\n        class PCI bridge, addr 00:04.0, pci id 1b36:000c (sub 0000:0000)\n        bus: pci.4\n          type PCIE\n          dev: e1000, id \"nic2\"\n            class Ethernet controller, addr 07:01.0, pci id 8086:100e (sub 1af4:1100)\n",
         )
         .expect("tree");
-        let obs = observe_numbered(&reply, Some(&tree), &|t| t == "pcie-root-port").expect("obs");
+        let obs = observe_numbered(
+            &reply,
+            Some(&tree),
+            &|t| t == "pcie-root-port",
+            GuestScan::default(),
+        )
+        .expect("obs");
         assert_eq!(obs.len(), 3);
         let hidden = hidden_functions(&obs);
         assert_eq!(hidden.len(), 1);
@@ -1033,9 +1144,12 @@ mod tests {
         let tree = parse_qtree(text).expect("tree");
         let qp = json!([{"bus": 0, "devices": [dev(0, 0, 0x600, 0x1b36, 8, ""),
             dev(0, 2, 0x604, 0x1b36, 0xc, "pci.1"), dev(0, 3, 0x604, 0x1b36, 0xc, "pci.2")]}]);
-        let obs = observe_frozen(&qp, &tree, &|t| {
-            t == "pcie-root-port" || t == "xio3130-downstream"
-        })
+        let obs = observe_frozen(
+            &qp,
+            &tree,
+            &|t| t == "pcie-root-port" || t == "xio3130-downstream",
+            GuestScan::default(),
+        )
         .expect("obs");
         let exp = [
             view((0, 0, 0, 0), Some((0x600, 0x1b36, 8))),
@@ -1191,7 +1305,8 @@ mod tests {
         assert!(run.bridges_numbered);
         let tree = run.qtree.as_ref().expect("qtree");
         let slot = |t: &str| t == "pcie-root-port" || t == "xio3130-downstream";
-        let obs = observe_numbered(&run.query_pci, Some(tree), &slot).expect("observe");
+        let obs = observe_numbered(&run.query_pci, Some(tree), &slot, GuestScan::default())
+            .expect("observe");
         let lines = render_observed(&[], &obs);
         for want in [
             "0000:00:02.0 0604: 1b36:000c",

@@ -4,8 +4,11 @@
 //!   (read after SeaBIOS numbered the bridges on x86; from `info qtree` at `-S` elsewhere;
 //!   zPCI uid/fid from `info qtree` on s390x) must equal the predicted guest view. Placement
 //!   of every PCI device (bus, slot, function) and every CCW devno is compared with the plan
-//!   through `info qtree`. Functions QEMU lists but a guest never enumerates are recorded in
-//!   the message, not hidden and not a failure.
+//!   through `info qtree`. QEMU's functions are read by the guest's rule for the machine
+//!   (`qconform_plan::machine_visibility`): functions QEMU lists but that guest never
+//!   enumerates (slot ≠ 0 behind a PCIe port; a slot without function 0 where the guest
+//!   scans from function 0) are recorded in the message, not a failure; pSeries PHBs are
+//!   domains by index.
 //! * Rejected plan: run the case's hand-written `[live] argv`; QEMU must refuse it with
 //!   exit code 1 and an error matching the case's regex (`qemu = "reject"`), or accept it
 //!   (`qemu = "accept"`: a place where libvirt's rules are stricter than QEMU's, recorded).
@@ -182,6 +185,7 @@ pub fn verify_accepted(
         .with_stderr(&run.stderr);
     };
     let slot_pred = |t: &str| is_pcie_slot(&snap.snapshot, t);
+    let scan = guest_scan(&plan.machine, &snap.arch);
     let observed: Result<Vec<ObservedFunction>, String> = if snap.arch == "s390x" {
         live::observe_zpci(&run.query_pci, tree).map(|(obs, zpci)| {
             failures.extend(compare_zpci(plan, &zpci));
@@ -189,8 +193,10 @@ pub fn verify_accepted(
         })
     } else {
         match numbering {
-            Numbering::Firmware => live::observe_numbered(&run.query_pci, Some(tree), &slot_pred),
-            Numbering::Frozen => live::observe_frozen(&run.query_pci, tree, &slot_pred),
+            Numbering::Firmware => {
+                live::observe_numbered(&run.query_pci, Some(tree), &slot_pred, scan)
+            }
+            Numbering::Frozen => live::observe_frozen(&run.query_pci, tree, &slot_pred, scan),
         }
     };
     match observed {
@@ -214,6 +220,22 @@ pub fn verify_accepted(
     StageResult::from_checks(failures, notes)
         .with_argv(run.args.clone())
         .with_stderr(&run.stderr)
+}
+
+/// The guest's scanning rule for the machine, as the plan's guest view applies it, so that
+/// QEMU's functions are read the way that guest enumerates them.
+fn guest_scan(machine: &str, arch: &str) -> live::GuestScan {
+    match qconform_plan::machine_visibility(machine, arch) {
+        qconform_plan::Visibility::ScanFromFunctionZero => live::GuestScan {
+            from_function_zero: true,
+            domain_by_index: false,
+        },
+        qconform_plan::Visibility::DeviceTree => live::GuestScan {
+            from_function_zero: false,
+            domain_by_index: true,
+        },
+        qconform_plan::Visibility::IsolatedFunctions => live::GuestScan::default(),
+    }
 }
 
 /// An accepted plan whose argv needs a host resource a test host lacks (a vfio host

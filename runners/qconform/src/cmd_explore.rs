@@ -46,8 +46,6 @@ use crate::{EXIT_FAILED, EXIT_RIG};
     qconform explore --caps 11.1/x86_64 --seed 7 --count 13 # replay domains 0-12 of seed 7\n\n\
     Output: a summary per snapshot (generated, accepted, refused, started, agreed,\n\
     disagreements) and each distinct disagreement with its case directory.\n\n\
-    Differences the live check itself cannot judge (a function whose function 0 is absent)\n\
-    are listed as check-limit, not counted as disagreements.\n\n\
     Exit status: 0 no disagreement, 1 at least one disagreement, 3 the rig is broken (a\n\
     snapshot's binary is not installed, QEMU could not be launched), 2 bad usage or input,\n\
     130 interrupted (Ctrl-C; every QEMU is stopped and the summary printed)."

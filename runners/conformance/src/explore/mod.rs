@@ -75,8 +75,6 @@ pub struct Counts {
     pub unchecked_refusals: u64,
     /// Disagreements (every domain that disagreed, before de-duplication).
     pub disagreements: u64,
-    /// Differences the live check cannot judge (see [`verify::Class::CheckLimit`]).
-    pub check_limits: u64,
     /// Rig failures.
     pub rig_errors: u64,
 }
@@ -91,7 +89,6 @@ impl Counts {
         self.not_runnable += o.not_runnable;
         self.unchecked_refusals += o.unchecked_refusals;
         self.disagreements += o.disagreements;
-        self.check_limits += o.check_limits;
         self.rig_errors += o.rig_errors;
     }
 
@@ -106,7 +103,6 @@ impl Counts {
             "not_runnable": self.not_runnable,
             "unchecked_refusals": self.unchecked_refusals,
             "disagreements": self.disagreements,
-            "check_limits": self.check_limits,
             "rig_errors": self.rig_errors,
         })
     }
@@ -188,16 +184,14 @@ impl Report {
         c
     }
 
-    /// Every distinct disagreement and check limit.
+    /// Every distinct disagreement.
     pub fn disagreements(&self) -> impl Iterator<Item = &Disagreement> {
         self.snapshots.iter().flat_map(|s| s.disagreements.iter())
     }
 
-    /// Distinct disagreements proper (without check limits).
+    /// Number of distinct disagreements.
     pub fn distinct_disagreements(&self) -> usize {
-        self.disagreements()
-            .filter(|d| d.class != Class::CheckLimit)
-            .count()
+        self.disagreements().count()
     }
 
     /// The one JSON object of `--format json` (and of the nightly report).
@@ -330,21 +324,12 @@ pub fn explore_snapshot(
                     c.unchecked_refusals = 1;
                 }
                 Verdict::Disagreement {
-                    started,
-                    accepted,
-                    class,
-                    ..
+                    started, accepted, ..
                 } => {
                     c.accepted = u64::from(*accepted);
                     c.refused = u64::from(!*accepted);
                     c.started = u64::from(*started);
-                    if *class == Class::CheckLimit {
-                        // QEMU started it and the plan's placement held; only the view
-                        // could not be judged.
-                        c.check_limits = 1;
-                    } else {
-                        c.disagreements = 1;
-                    }
+                    c.disagreements = 1;
                 }
                 Verdict::Rig(msg) => {
                     c.rig_errors = 1;
@@ -578,12 +563,6 @@ pub fn summary_text(report: &Report, base: Option<&Path>) -> String {
         c.disagreements,
         report.distinct_disagreements()
     ));
-    if c.check_limits > 0 {
-        t.push_str(&format!(
-            "differences the live check cannot judge (not disagreements): {}\n",
-            c.check_limits
-        ));
-    }
     if c.not_runnable + c.unchecked_refusals > 0 {
         t.push_str(&format!(
             "not started (need host resources): {}; refusals with no QEMU-side form: {}\n",

@@ -36,11 +36,6 @@ pub enum Class {
     QemuAccepted,
     /// The plan panicked.
     PlanPanic,
-    /// Not a plan disagreement: a difference the live check itself cannot judge (QEMU's
-    /// class description of a function not in the check's table; a function at
-    /// function > 0 of a slot whose function 0 is absent, which QEMU lists but a guest
-    /// kernel never scans). Reported for the live check, not counted as a disagreement.
-    CheckLimit,
     /// Anything else the live check reported.
     Other,
 }
@@ -55,7 +50,6 @@ impl Class {
             Class::Zpci => "zpci",
             Class::QemuAccepted => "qemu-accepted",
             Class::PlanPanic => "plan-panic",
-            Class::CheckLimit => "check-limit",
             Class::Other => "other",
         }
     }
@@ -211,68 +205,12 @@ fn classify(message: &str, stderr: Option<&str>) -> (Class, String) {
     } else {
         Class::Other
     };
-    if class == Class::GuestView && only_check_limits(message) {
-        return (
-            Class::CheckLimit,
-            "a function without function 0".to_owned(),
-        );
-    }
     let key = if class == Class::GuestView {
         guest_view_key(message)
     } else {
         normalize(line)
     };
     (class, key)
-}
-
-/// Whether every changed line of a guest-view diff is one the live check cannot judge: a
-/// function at function > 0 of a slot where the diff shows no function 0 (a guest kernel
-/// scans function 0 first and stops there when it is absent: Linux `pci_scan_slot`). The
-/// class text of `info qtree` is read as a class number by the live check, so a class shown
-/// as `[description]` really differs.
-fn only_check_limits(message: &str) -> bool {
-    let lines: Vec<&str> = message.lines().collect();
-    let parse = |l: &str| -> Option<(String, String, String)> {
-        let rest = l.get(1..)?.trim();
-        let (addr, tail) = rest.split_once(' ')?;
-        let (class, ids) = tail.rsplit_once(": ")?;
-        Some((addr.to_owned(), class.to_owned(), ids.to_owned()))
-    };
-    let diff_start = lines.iter().position(|l| l.starts_with("@@"));
-    let Some(start) = diff_start else {
-        return false;
-    };
-    let body: Vec<&str> = lines[start..]
-        .iter()
-        .copied()
-        .take_while(|l| l.starts_with([' ', '+', '-', '@']) && !l.starts_with("argv"))
-        .filter(|l| !l.starts_with("@@"))
-        .collect();
-    let minus: Vec<(String, String, String)> = body
-        .iter()
-        .filter(|l| l.starts_with('-'))
-        .filter_map(|l| parse(l))
-        .collect();
-    let plus: Vec<(String, String, String)> = body
-        .iter()
-        .filter(|l| l.starts_with('+'))
-        .filter_map(|l| parse(l))
-        .collect();
-    let shown: Vec<String> = body
-        .iter()
-        .filter(|l| !l.starts_with('-'))
-        .filter_map(|l| parse(l).map(|p| p.0))
-        .collect();
-    if minus.is_empty() && plus.is_empty() {
-        return false;
-    }
-    let lone = |addr: &str| {
-        let Some((slot, f)) = addr.rsplit_once('.') else {
-            return false;
-        };
-        f != "0" && !shown.iter().any(|a| a == &format!("{slot}.0"))
-    };
-    minus.is_empty() && plus.iter().all(|(a, _, _)| lone(a))
 }
 
 /// What kind of guest-view difference a diff shows, without addresses: the changed lines'
@@ -380,8 +318,10 @@ mod tests {
             "QEMU's PCI functions differ from the predicted guest view (x):\n--- expected: plan guest view\n+++ actual: QEMU\n@@ -1 +1 @@\n 0000:00:01.0 0604: 1b36:000c\n+0000:00:0b.6 00ff: 1af4:1002\n\n\nargv: x",
             None,
         );
-        assert_eq!(c, Class::CheckLimit);
-        assert_eq!(k, "a function without function 0");
+        // The live check marks a lone function hidden itself, so one that still shows is a
+        // disagreement like any other.
+        assert_eq!(c, Class::GuestView);
+        assert_eq!(k, "guest view: + 00ff: 1af4:1002");
         // A class that reads differently is a disagreement (the live check reads info
         // qtree's class text as a number).
         let (c, _) = classify(
