@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nightly.sh: the full conformance job for CI nightlies, usable on a fresh Debian machine.
 #
-#   1. install what is missing: the QEMU matrix (7.2, 10.0, 11.1 x five arches), the guest
+#   1. install what is missing: the QEMU matrix (5.2, 7.2, 10.0, 11.1 x five arches), the guest
 #      kernels + initramfs and libvirt's test data (runners/scripts/install-matrix.sh,
 #      install-guest.sh, install-libvirt-tests.sh, run by `qconform run --install`; the matrix
 #      needs root unless it is already installed)
@@ -18,6 +18,8 @@
 #      directory, and report.html gets a section with the summary and links to the cases
 #
 # Usage: runners/scripts/nightly.sh [extra qconform run args...]
+#        (--tiers and --guest default to plan,live,guest and all; giving either replaces
+#        that default, e.g. `nightly.sh --guest subset`)
 # Env:   QCONFORM_NIGHTLY_OUT   report root (default: results)
 #        QCONFORM_JOBS          trial threads and concurrent QEMU processes (default: cores)
 #        QCONFORM_EXPLORE_TIME  time budget of the explore step (default: 20m; 0 skips it)
@@ -53,9 +55,12 @@ bin=${CARGO_TARGET_DIR:-$top/target}/release/qconform
 t1=$(date +%s)
 log "build took $((t1 - t0))s"
 
-log "qconform run --install --guest all --out $out ${jobs[*]} $*"
+defaults=()
+case " $* " in *" --tiers "* | *" --tiers="*) ;; *) defaults+=(--tiers plan,live,guest) ;; esac
+case " $* " in *" --guest "* | *" --guest="*) ;; *) defaults+=(--guest all) ;; esac
+log "qconform run --install ${defaults[*]} --out $out ${jobs[*]} $*"
 set +e
-"$bin" run --install --tiers plan,live,guest --guest all --out "$out" "${jobs[@]}" "$@"
+"$bin" run --install "${defaults[@]}" --out "$out" "${jobs[@]}" "$@"
 status=$?
 set -e
 t2=$(date +%s)
