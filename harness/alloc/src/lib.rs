@@ -32,7 +32,7 @@ use qconform_domxml::{Address, Device, DeviceKind, Domain};
 
 pub use classify::{is_virtio_model, usb_master_startport};
 pub use machine::{Family, Features, usb_qemu_device};
-pub use names::disk_index;
+pub use names::{disk_index, libvirt_disk_order};
 pub use pci::Loc;
 pub use rules::{Flags, PciModel};
 

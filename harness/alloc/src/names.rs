@@ -101,6 +101,47 @@ pub fn controller_alias(ty: &str, index: u32, q35_sata0_is_ide: bool) -> String 
     }
 }
 
+/// Disks of `devs` in libvirt's disk-list order (virDomainDiskInsertPreAlloced, called for
+/// every `<disk>` as the domain is parsed): each disk, in document order, goes before the
+/// earliest disk of its bus with a higher target index that follows the last lower one,
+/// else right after the last disk of its bus, else at the end. libvirt assigns PCI slots,
+/// CCW devnos and boot indexes, and writes `-device` options, in this order, so `vdb`
+/// written after `vdc` still comes first.
+pub fn libvirt_disk_order(devs: &[crate::Dev]) -> Vec<usize> {
+    use qconform_domxml::DeviceKind;
+    let key = |i: usize| match &devs[i].device.kind {
+        DeviceKind::Disk(k) => (
+            k.bus.clone().unwrap_or_default(),
+            disk_index(&k.dev).unwrap_or(u32::MAX),
+        ),
+        _ => (String::new(), u32::MAX),
+    };
+    let mut order: Vec<usize> = Vec::new();
+    for (i, d) in devs.iter().enumerate() {
+        if !matches!(d.device.kind, DeviceKind::Disk(_)) {
+            continue;
+        }
+        let (bus, idx) = key(i);
+        let mut at: Option<usize> = None;
+        for (p, &j) in order.iter().enumerate().rev() {
+            let (jbus, jidx) = key(j);
+            if jbus != bus {
+                continue;
+            }
+            if jidx > idx {
+                at = Some(p);
+            } else if at.is_none() {
+                at = Some(p + 1);
+            }
+        }
+        match at {
+            Some(p) => order.insert(p, i),
+            None => order.push(i),
+        }
+    }
+    order
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

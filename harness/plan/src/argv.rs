@@ -126,8 +126,19 @@ pub fn build(a: &Allocation, dom: &Domain, caps: &Snapshot) -> Result<Emitted, A
         fdc_added: false,
         boot: boot_indexes(a, dom),
     };
+    // Disks in libvirt's disk-list order, everything else in document order.
+    let disk_pos: BTreeMap<usize, usize> = qconform_alloc::libvirt_disk_order(&a.devices)
+        .into_iter()
+        .enumerate()
+        .map(|(p, i)| (i, p))
+        .collect();
     let mut order: Vec<usize> = (0..a.devices.len()).collect();
-    order.sort_by_key(|&i| (emit_rank(&a.devices[i]), i));
+    order.sort_by_key(|&i| {
+        (
+            emit_rank(&a.devices[i]),
+            disk_pos.get(&i).copied().unwrap_or(i),
+        )
+    });
     let mut devices: Vec<String> = Vec::new();
     for i in order {
         let args = b.device(i)?;
@@ -189,7 +200,7 @@ fn boot_indexes(a: &Allocation, dom: &Domain) -> Vec<Option<u32>> {
             by_dev.insert(v.as_str(), pos);
         }
     }
-    for i in libvirt_disk_order(a) {
+    for i in qconform_alloc::libvirt_disk_order(&a.devices) {
         let DeviceKind::Disk(k) = &a.devices[i].device.kind else {
             continue;
         };
@@ -211,43 +222,6 @@ fn boot_indexes(a: &Allocation, dom: &Domain) -> Vec<Option<u32>> {
         out[i] = Some(b);
     }
     out
-}
-
-/// Disks in libvirt's list order: each disk, in document order, goes before the first
-/// disk of its bus with a higher target index, else after the last disk of its bus,
-/// else at the end (virDomainDiskInsert).
-fn libvirt_disk_order(a: &Allocation) -> Vec<usize> {
-    let key = |i: usize| match &a.devices[i].device.kind {
-        DeviceKind::Disk(k) => (
-            k.bus.clone().unwrap_or_default(),
-            qconform_alloc::disk_index(&k.dev).unwrap_or(u32::MAX),
-        ),
-        _ => (String::new(), u32::MAX),
-    };
-    let mut order: Vec<usize> = Vec::new();
-    for (i, d) in a.devices.iter().enumerate() {
-        if !matches!(d.device.kind, DeviceKind::Disk(_)) {
-            continue;
-        }
-        let (bus, idx) = key(i);
-        let mut at: Option<usize> = None;
-        for (p, &j) in order.iter().enumerate().rev() {
-            let (jbus, jidx) = key(j);
-            if jbus != bus {
-                continue;
-            }
-            if jidx > idx {
-                at = Some(p);
-            } else if at.is_none() {
-                at = Some(p + 1);
-            }
-        }
-        match at {
-            Some(p) => order.insert(p, i),
-            None => order.push(i),
-        }
-    }
-    order
 }
 
 /// `-m` is only needed when memory devices need slots.

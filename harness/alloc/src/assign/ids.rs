@@ -9,18 +9,32 @@ use crate::classify;
 use crate::{Attach, Dev, Error};
 
 impl Work<'_> {
-    /// Device indices in libvirt's iteration order.
-    pub(super) fn iteration_order(&self) -> Vec<usize> {
-        let ctrl_pos: BTreeMap<usize, usize> = self
+    /// Position of each device within its libvirt list where that list is kept sorted
+    /// (controllers by type and index, disks by bus and target); other devices keep their
+    /// document index, which is their list order.
+    pub(super) fn list_positions(&self) -> BTreeMap<usize, usize> {
+        let mut pos: BTreeMap<usize, usize> = self
             .ctrl_order
             .iter()
             .enumerate()
             .map(|(p, &i)| (i, p))
             .collect();
+        pos.extend(
+            crate::names::libvirt_disk_order(&self.devs)
+                .into_iter()
+                .enumerate()
+                .map(|(p, i)| (i, p)),
+        );
+        pos
+    }
+
+    /// Device indices in libvirt's iteration order.
+    pub(super) fn iteration_order(&self) -> Vec<usize> {
+        let list_pos = self.list_positions();
         let mut v: Vec<usize> = (0..self.devs.len()).collect();
         v.sort_by_key(|&i| {
             let k = &self.devs[i].device.kind;
-            let pos = ctrl_pos.get(&i).copied().unwrap_or(i);
+            let pos = list_pos.get(&i).copied().unwrap_or(i);
             (classify::iteration_rank(k), pos)
         });
         v

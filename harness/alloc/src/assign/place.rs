@@ -82,12 +82,7 @@ impl Work<'_> {
 
     /// Devices wanting a PCI slot, in libvirt's assignment order.
     fn assignment_order(&self) -> Vec<usize> {
-        let ctrl_pos: BTreeMap<usize, usize> = self
-            .ctrl_order
-            .iter()
-            .enumerate()
-            .map(|(p, &i)| (i, p))
-            .collect();
+        let list_pos = self.list_positions();
         let mut v: Vec<(Step, u8, usize, usize)> = Vec::new();
         for (i, d) in self.devs.iter().enumerate() {
             if d.attach != Attach::Pci {
@@ -100,7 +95,7 @@ impl Work<'_> {
                 DeviceKind::Hostdev(_) => 1,
                 _ => 0,
             };
-            v.push((step, sub, ctrl_pos.get(&i).copied().unwrap_or(i), i));
+            v.push((step, sub, list_pos.get(&i).copied().unwrap_or(i), i));
         }
         v.sort();
         v.into_iter().map(|t| t.3).collect()
