@@ -367,6 +367,11 @@ pub struct Hostdev {
     pub uuid: Option<String>,
     /// `<source wwpn>` of a scsi_host (vhost-scsi) hostdev.
     pub wwpn: Option<String>,
+    /// The host device a `usb` or `scsi` hostdev names, normalised so that two hostdevs
+    /// naming the same one compare equal: `usb bus=B device=D` (host bus location) or
+    /// `usb vendor=V product=P`, `scsi adapter=A bus=B target=T unit=U`, or
+    /// `iscsi host=H name=N`. `None` when the source names no device.
+    pub source_key: Option<String>,
     /// `<driver name>`.
     pub driver: Option<String>,
 }

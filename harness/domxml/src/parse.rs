@@ -556,6 +556,7 @@ impl<'a, 'i> Parser<'a, 'i> {
                         .map(str::to_string);
                 }
                 "scsi_host" => h.wwpn = src.attribute("wwpn").map(str::to_string),
+                "usb" | "scsi" => h.source_key = hostdev_source_key(&h.htype, src),
                 _ => {}
             }
         }
@@ -763,6 +764,36 @@ impl<'a, 'i> Parser<'a, 'i> {
             }
         }
     }
+}
+
+/// [`Hostdev::source_key`] of a `usb` or `scsi` hostdev's `<source>` (numbers in any base
+/// libvirt accepts are compared by value).
+fn hostdev_source_key(htype: &str, src: Node<'_, '_>) -> Option<String> {
+    let num = |n: Option<Node<'_, '_>>, attr: &str| {
+        n.and_then(|n| n.attribute(attr)).map(|v| {
+            let v = v.trim();
+            parse_uint(v).map_or_else(|| v.to_string(), |u| u.to_string())
+        })
+    };
+    let addr = child(src, "address");
+    if htype == "usb" {
+        if let (Some(bus), Some(device)) = (num(addr, "bus"), num(addr, "device")) {
+            return Some(format!("usb bus={bus} device={device}"));
+        }
+        let vendor = num(child(src, "vendor"), "id")?;
+        let product = num(child(src, "product"), "id")?;
+        return Some(format!("usb vendor={vendor} product={product}"));
+    }
+    if src.attribute("protocol") == Some("iscsi") {
+        let host = child(src, "host").and_then(|h| h.attribute("name"))?;
+        let name = src.attribute("name")?;
+        return Some(format!("iscsi host={host} name={name}"));
+    }
+    let adapter = child(src, "adapter").and_then(|a| a.attribute("name"))?;
+    let (bus, target, unit) = (num(addr, "bus")?, num(addr, "target")?, num(addr, "unit")?);
+    Some(format!(
+        "scsi adapter={adapter} bus={bus} target={target} unit={unit}"
+    ))
 }
 
 fn children<'a, 'i>(n: Node<'a, 'i>, name: &'static str) -> impl Iterator<Item = Node<'a, 'i>> {

@@ -22,8 +22,9 @@
 //!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
 //!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
 //!   bus='0' target='0' unit='0'", virDomainDefDuplicateDriveAddressesValidate).
-//! * A host device (same mode and type, same PCI function, mdev UUID or vhost-scsi
-//!   WWPN) is assigned once: "Hostdev already exists in the domain configuration"
+//! * A host device (same mode and type, same PCI function, mdev UUID, vhost-scsi WWPN,
+//!   USB bus location or vendor/product, SCSI adapter and address or iSCSI target) is
+//!   assigned once: "Hostdev already exists in the domain configuration"
 //!   (virDomainDefHostdevValidate).
 //! * USB controllers (virDomainDefParseXML's controller loop): a `none` controller next
 //!   to another one is refused ("Can't add another USB controller: USB is disabled for this
@@ -200,6 +201,7 @@ impl Work<'_> {
                         "pci" => a.host_pci.is_some() && a.host_pci == b.host_pci,
                         "mdev" => a.uuid.is_some() && a.uuid == b.uuid,
                         "scsi_host" => a.wwpn.is_some() && a.wwpn == b.wwpn,
+                        "usb" | "scsi" => a.source_key.is_some() && a.source_key == b.source_key,
                         _ => false,
                     };
                 if same_source {
