@@ -159,7 +159,7 @@ proptest! {
     #[test]
     fn prop_accepted_plans_pin_pci_devices_and_have_unique_ids(
         (arch, m) in machine(),
-        v in 0usize..3,
+        v in 0usize..VERSIONS.len(),
         devs in prop::collection::vec(device(), 1..8),
     ) {
         let body: String = devs.iter().map(|d| format!("    {d}\n")).collect();

@@ -38,9 +38,13 @@ fn corpus() -> &'static Vec<String> {
 
 const ARCHES: [&str; 5] = ["x86_64", "s390x", "aarch64", "ppc64", "riscv64"];
 
-/// Snapshot `i` of the 15: version `i % 3` of architecture `i / 3`.
+/// Number of recorded snapshots the fuzz inputs are planned against.
+const SNAPSHOTS: usize = VERSIONS.len() * ARCHES.len();
+
+/// Snapshot `i` of the [`SNAPSHOTS`]: version `i % 4` of architecture `i / 4`.
 fn caps_for(i: usize) -> &'static Snapshot {
-    snap(VERSIONS[i % 3], ARCHES[(i / 3) % 5])
+    let n = VERSIONS.len();
+    snap(VERSIONS[i % n], ARCHES[(i / n) % ARCHES.len()])
 }
 
 /// What is wrong with an accepted plan: an address or id used twice, in the plan or its
@@ -231,12 +235,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 600, failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
-    fn arbitrary_text_never_panics(s in ".{0,400}", i in 0usize..15) {
+    fn arbitrary_text_never_panics(s in ".{0,400}", i in 0usize..SNAPSHOTS) {
         let _ = qconform_plan::plan(&s, caps_for(i));
     }
 
     #[test]
-    fn mutated_corpus_never_panics(c in any::<usize>(), i in 0usize..15, edits in prop::collection::vec(edit(), 1..6)) {
+    fn mutated_corpus_never_panics(c in any::<usize>(), i in 0usize..SNAPSHOTS, edits in prop::collection::vec(edit(), 1..6)) {
         let cases = corpus();
         let xml = apply(cases[c % cases.len()].clone(), &edits);
         if let Ok(p) = qconform_plan::plan(&xml, caps_for(i)) {
@@ -250,7 +254,7 @@ proptest! {
             ("x86_64", "pc"), ("x86_64", "q35"), ("s390x", "s390-ccw-virtio"),
             ("aarch64", "virt"), ("ppc64", "pseries"), ("riscv64", "virt"),
         ]),
-        v in 0usize..3,
+        v in 0usize..VERSIONS.len(),
         devices in prop::collection::vec(device(), 0..16),
     ) {
         let (arch, machine) = arch_machine;
@@ -286,13 +290,13 @@ fn fuzz_input() -> impl Strategy<Value = (String, usize)> {
         1 => ".{0,400}".prop_map(|s: String| s),
     ];
     // Mostly a snapshot of the domain's own architecture (so that plans get as far as the
-    // allocator and the argv), sometimes any of the 15.
-    (text, 0usize..15, prop::bool::weighted(0.8)).prop_map(|(xml, any, own)| {
+    // allocator and the argv), sometimes any of them.
+    (text, 0usize..SNAPSHOTS, prop::bool::weighted(0.8)).prop_map(|(xml, any, own)| {
         let arch = ARCHES
             .iter()
             .position(|a| xml.contains(&format!("arch='{a}'")));
         let i = match arch {
-            Some(a) if own => a * 3 + any % 3,
+            Some(a) if own => a * VERSIONS.len() + any % VERSIONS.len(),
             _ => any,
         };
         (xml, i)
@@ -313,7 +317,7 @@ struct Counts {
 /// Fuzzes parser, allocator and argv for `QCONFORM_FUZZ_SECS` seconds (default 60):
 /// `QCONFORM_FUZZ_SECS=600 cargo test -p qconform-plan --release --test fuzz -- --ignored
 /// --nocapture`. Inputs are mutated corpus domains (`cases/*/domain.xml`), generated
-/// domains and arbitrary text, each planned against one of the 15 recorded snapshots.
+/// domains and arbitrary text, each planned against one of the 20 recorded snapshots.
 /// Fails on a panic, on an input that takes longer than `QCONFORM_FUZZ_INPUT_SECS`
 /// (default 10) or on an accepted plan whose argv or addresses use a QEMU id, a PCI
 /// bus/slot/function or a CCW devno twice; the offending inputs are printed.
@@ -329,7 +333,7 @@ fn fuzz_for_a_while() {
     let budget = Duration::from_secs(secs("QCONFORM_FUZZ_SECS", 60));
     let cap = Duration::from_secs(secs("QCONFORM_FUZZ_INPUT_SECS", 10));
     // Load every snapshot before the clock starts.
-    for i in 0..15 {
+    for i in 0..SNAPSHOTS {
         caps_for(i);
     }
     corpus();
