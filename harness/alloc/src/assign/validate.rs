@@ -22,6 +22,10 @@
 //!   '…' and '…'", virDomainDiskDefCheckDuplicateInfo) nor a drive address on the same
 //!   bus ("Found duplicate drive address for disk with target name 'fda' controller='0'
 //!   bus='0' target='0' unit='0'", virDomainDefDuplicateDriveAddressesValidate).
+//! * A PCI controller's `<target index>` (the pSeries PHB index) is 0-30 ("PCI controller
+//!   target index '31' out of range - must be 0-30"), and 0 exactly for the controller with
+//!   index 0 ("Only the PCI controller with index 0 can have target index 0, and vice
+//!   versa"; virDomainControllerDefValidate).
 //! * A host device (same mode and type, same PCI function, mdev UUID, vhost-scsi WWPN,
 //!   USB bus location or vendor/product, SCSI adapter and address or iSCSI target) is
 //!   assigned once: "Hostdev already exists in the domain configuration"
@@ -182,6 +186,30 @@ impl Work<'_> {
                         .element("boot")
                         .attr("order", o.to_string()),
                 );
+            }
+        }
+        // virDomainControllerDefValidate: a PCI controller's target index (the pSeries PHB
+        // index) is 0-30, and 0 exactly for the controller with index 0.
+        for d in &self.devs {
+            let Some(c) = d.controller() else { continue };
+            let (true, Some(t), Some(idx)) = (c.ctype == "pci", c.target.index, c.index) else {
+                continue;
+            };
+            let at = |msg: String| {
+                dev_err(d, msg)
+                    .element("target")
+                    .attr("index", t.to_string())
+            };
+            if t > 30 {
+                return Err(at(format!(
+                    "PCI controller target index '{t}' out of range - must be 0-30"
+                )));
+            }
+            if (idx == 0) != (t == 0) {
+                return Err(at(
+                    "Only the PCI controller with index 0 can have target index 0, and vice versa"
+                        .to_owned(),
+                ));
             }
         }
         // virDomainDefHostdevValidate / virDomainHostdevMatch: one host source, once.
