@@ -11,19 +11,20 @@
 //!
 //! side by side, as multiples of the floor. `--full` adds one full probe of the whole matrix.
 //!
-//! Measured on the 2-core machine, idle (load average 1–2), 20 binaries, `--jobs 2`:
-//! floor 18–37 ms per binary (569 ms summed), cold 0.26–0.84 s (11.1 s summed: 19.5x the
-//! floor; 10.6x–29.7x per binary, within 15x for the s390x binaries and 5.2 aarch64), warm
-//! 0.011–0.025 ms (0.001x: no launch). The warm target (<= 1x) holds; the cold target
-//! (<= 15x) holds on none of the others (ppc64 15.2x–19.5x, x86_64 up to 29.7x). Before the identity rounds (a
-//! refusal at the first device counts as alone, types refused in company retried alone side
-//! by side, no bare machine launch, expanders last, identity started after the first QMP
-//! batch) the same run on a loaded machine gave 43.6x, and 10.0/x86_64 idle 40.9x (now
-//! 23.4x). What is left is QEMU's own work, not waiting: on 10.0/x86_64 the basic launch
-//! keeps one of the two slots 0.17 s (the QMP schema and 114 `device-list-properties`
-//! answers), and the 16 identity launches (160 devices, each realized by QEMU in about 2 ms
-//! more in company, over a 34 ms bare q35 start) add up to about 1.1 s of slot time, so no
-//! schedule on two CPUs finishes under about 0.63 s (23x): the measured run is at that bound.
+//! Measured on the 2-core machine, idle (load average 1.5–2), 20 binaries, `--jobs 2`, two
+//! runs: floor 20–36 ms per binary (558–569 ms summed), cold 0.28–0.77 s (10.2–10.9 s
+//! summed: 18.3x–19.2x the floor; 12.0x–25.7x per binary, within 15x for the s390x binaries
+//! of 10.0 and 11.1 and 5.2 aarch64 in both runs), warm 0.010–0.1 ms (0.001x: no launch).
+//! The warm target (<= 1x) holds; the cold target (<= 15x) does not for x86_64, aarch64,
+//! riscv64 and ppc64. Before the identity rounds (a refusal at the first device counts as
+//! alone, types refused in company retried alone side by side, no bare machine launch,
+//! expanders once the root bus is known, identity started after the first QMP batch, eight
+//! devices to a holder port) the same run on a loaded machine gave 43.6x, and 10.0/x86_64
+//! idle 40.9x (now 22.8x–24.1x). What is left is QEMU's own work, not waiting: on
+//! 10.0/x86_64 the basic launch keeps one of the two slots 0.17 s (the QMP schema and 114
+//! `device-list-properties` answers), and the 16 identity launches (about 170 devices, each
+//! realized by QEMU in about 2 ms more in company, over a 34 ms bare q35 start) add up to
+//! about 1 s of slot time, so no schedule on two CPUs finishes much under 0.6 s (21x).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,8 +15,9 @@
 //!    tail, `query-pci` and `info qtree`. Failures (refusals, aborts, hangs) are recorded.
 //! 3. **PCI identity**: the device types of [`IDENTITY_TYPES`] that the binary has, plugged
 //!    in batches on the reference machine of the architecture ([`identity_machine`]), at the
-//!    `root` placement (the machine's default PCI bus) and at `pcie-port` (each device behind
-//!    its own `pcie-root-port`, where the binary has one). A type QEMU refuses is taken out
+//!    `root` placement (the machine's default PCI bus) and at `pcie-port` (behind a
+//!    `pcie-root-port`, eight devices to a port as the functions of its slot 0, where the
+//!    binary has one). A type QEMU refuses is taken out
 //!    of its launch with QEMU's message (found by its `-device` option string on stderr, or
 //!    by halving the batch when QEMU does not say): refused as the first device of a launch
 //!    it is refused alone (QEMU creates `-device` options in order), refused in company it
@@ -1163,6 +1164,8 @@ fn identity_plan(basic: &Basic, arch: &str, machines: &[(String, Option<String>)
 const BATCH: usize = 16;
 /// Bound on launches per placement, whatever QEMU does.
 const MAX_LAUNCHES: usize = 200;
+/// Devices behind one holder port at `pcie-port`: the eight functions of its slot 0.
+const HOLDER_FUNCTIONS: usize = 8;
 
 /// Types whose device adds a PCI root bus of its own (expanders). qdev's search for a
 /// default bus visits the newest child of the system bus first, so a device given without
@@ -1311,10 +1314,19 @@ fn identity_argv(
         }
         let mut device_opts = Vec::new();
         if placement == "pcie-port" {
-            let port = format!("pcie-root-port,id=qcport{n},chassis={n}{on_root}");
-            argv.extend(["-device".to_owned(), port.clone()]);
-            device_opts.push(port);
-            params.push_str(&format!(",bus=qcport{n}"));
+            // Up to eight devices share a holder port, as the functions of its slot 0: a
+            // device's identity behind a port does not depend on its function number
+            // (virtio picks modern-only from the bus being PCI Express and not a root
+            // bus), and each holder port costs QEMU as much as a device.
+            let (p, f) = (i / HOLDER_FUNCTIONS + 1, i % HOLDER_FUNCTIONS);
+            if f == 0 {
+                let port = format!("pcie-root-port,id=qcport{p},chassis={p}{on_root}");
+                argv.extend(["-device".to_owned(), port.clone()]);
+                device_opts.push(port);
+                params.push_str(&format!(",bus=qcport{p},addr=0.0,multifunction=on"));
+            } else {
+                params.push_str(&format!(",bus=qcport{p},addr=0.{f}"));
+            }
         } else {
             params.push_str(&on_root);
         }
@@ -1707,7 +1719,7 @@ async fn futures_join_all<F: std::future::Future>(
 
 /// Version of what the probe records; part of every cache key, so that snapshots recorded by
 /// an older probe plan are never reused as if fresh.
-pub const PROBE_FORMAT: u32 = 3;
+pub const PROBE_FORMAT: u32 = 4;
 
 /// Identity of a probe target: a recorded snapshot still holds while the launcher and the real
 /// binary keep their path, size and modification time (or, when only those changed, while the
