@@ -35,6 +35,8 @@ pub struct Domain {
     /// empty when none is given (libvirt then boots from `hd` unless a device has
     /// `<boot order>`).
     pub boot_devs: Vec<String>,
+    /// Number of `<cpu><numa><cell>` elements (guest NUMA nodes); 0 without `<numa>`.
+    pub numa_cells: usize,
     /// Every device under `<devices>` that we model, in document order.
     pub devices: Vec<Device>,
     /// Elements under `<devices>` we do not model, kept so that they can be reported.

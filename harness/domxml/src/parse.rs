@@ -171,6 +171,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             memory_slots: None,
             has_graphics: false,
             boot_devs: Vec::new(),
+            numa_cells: 0,
             devices: Vec::new(),
             unmodelled: Vec::new(),
             host_pci: Vec::new(),
@@ -191,6 +192,9 @@ impl<'a, 'i> Parser<'a, 'i> {
                     dom.memory_slots = self.uint32(c, "slots")?;
                 }
                 "os" => self.os(c, &mut dom)?,
+                "cpu" => {
+                    dom.numa_cells = child(c, "numa").map_or(0, |n| children(n, "cell").count());
+                }
                 "metadata" => self.metadata(c, &mut dom)?,
                 "devices" => devices_node = Some(c),
                 _ => {}

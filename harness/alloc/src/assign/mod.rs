@@ -77,6 +77,8 @@ struct Work<'c> {
     unmodelled: Vec<(String, TextPos, Loc)>,
     /// Host PCI facts from the domain's metadata.
     host_facts: Vec<qconform_domxml::HostPciFact>,
+    /// Guest NUMA nodes (`<cpu><numa><cell>` elements).
+    numa_cells: usize,
     /// Bus categories of the machine.
     categories: BTreeSet<String>,
 }

@@ -65,6 +65,7 @@ impl<'c> Work<'c> {
             warnings: Vec::new(),
             unmodelled: Vec::new(),
             host_facts: dom.host_pci.clone(),
+            numa_cells: dom.numa_cells,
             categories: BTreeSet::new(),
         })
     }

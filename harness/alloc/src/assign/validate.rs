@@ -26,6 +26,12 @@
 //!   target index '31' out of range - must be 0-30"), and 0 exactly for the controller with
 //!   index 0 ("Only the PCI controller with index 0 can have target index 0, and vice
 //!   versa"; virDomainControllerDefValidate).
+//! * The PCI controller with index 0 has no `<node>` ("The PCI controller with index=0
+//!   can't be associated with a NUMA node"), and an expander's node is one of the
+//!   `<cpu><numa>` cells ("pci-expander-bus with index 1 is configured for a NUMA node (1)
+//!   not present in the domain's <cpu><numa> array (0)").
+//! * A pSeries panic device has no address ("setting the panic device address is not
+//!   supported for model 'pseries'").
 //! * A host device (same mode and type, same PCI function, mdev UUID, vhost-scsi WWPN,
 //!   USB bus location or vendor/product, SCSI adapter and address or iSCSI target) is
 //!   assigned once: "Hostdev already exists in the domain configuration"
@@ -43,6 +49,7 @@ use std::collections::BTreeMap;
 use qconform_domxml::{Address, DeviceKind, Domain};
 
 use super::{Work, dev_err};
+use crate::machine::Family;
 use crate::{Error, classify};
 
 /// libvirt's virMacAddrParse: six octets of one or two hex digits separated by `:`;
@@ -210,6 +217,44 @@ impl Work<'_> {
                     "Only the PCI controller with index 0 can have target index 0, and vice versa"
                         .to_owned(),
                 ));
+            }
+        }
+        // The default PHB (or root bus) carries no NUMA node, and an expander's node is
+        // one of the guest's (virDomainControllerDefValidate, qemuValidateDomainDef).
+        for d in &self.devs {
+            let Some(c) = d.controller() else { continue };
+            let (true, Some(node), Some(idx)) = (c.ctype == "pci", c.target.numa_node, c.index)
+            else {
+                continue;
+            };
+            let at = |msg: String| dev_err(d, msg).element("node");
+            if idx == 0 {
+                return Err(at(
+                    "The PCI controller with index=0 can't be associated with a NUMA node"
+                        .to_owned(),
+                ));
+            }
+            let cells = self.numa_cells;
+            if usize::try_from(node).map_or(true, |n| n >= cells) {
+                let model = c.model.as_deref().unwrap_or("pci");
+                return Err(at(format!(
+                    "{model} with index {idx} is configured for a NUMA node ({node}) not present in the domain's <cpu><numa> array ({cells})"
+                )));
+            }
+        }
+        // qemuValidateDomainDeviceDefPanic: the pSeries panic device has no address.
+        if self.family == Family::Pseries {
+            for d in &self.devs {
+                if let DeviceKind::Panic(p) = &d.device.kind
+                    && p.model.as_deref().is_none_or(|m| m == "pseries")
+                    && !matches!(d.device.address, Address::Absent | Address::None)
+                {
+                    return Err(dev_err(
+                        d,
+                        "setting the panic device address is not supported for model 'pseries'",
+                    )
+                    .element("address"));
+                }
             }
         }
         // virDomainDefHostdevValidate / virDomainHostdevMatch: one host source, once.
