@@ -753,7 +753,10 @@ pub async fn probe_binary(
         });
     }
 
-    let identity_task = if config.identity {
+    // In a JoinSet, so that returning early (the basic launch's second batch failed) or
+    // being dropped (Ctrl-C) stops the identity launches with it.
+    let mut identity: JoinSet<BTreeMap<String, IdentityProbe>> = JoinSet::new();
+    if config.identity {
         let ctx = IdentityContext {
             launcher: target.launcher.clone(),
             common: common.clone(),
@@ -762,10 +765,8 @@ pub async fn probe_binary(
             tracker: Arc::clone(&tracker),
         };
         let plan = identity_plan(&basic, &arch, &machines_list);
-        Some(tokio::spawn(async move { run_identity(ctx, plan).await }))
-    } else {
-        None
-    };
+        identity.spawn(async move { run_identity(ctx, plan).await });
+    }
 
     let rest = basic_rest(&mut session, &basic).await;
     let _ = session.q.quit().await;
@@ -796,10 +797,11 @@ pub async fn probe_binary(
             machines.insert(name, probe);
         }
     }
-    let pci_identity = match identity_task {
-        Some(t) => t.await.unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
+    let pci_identity = identity
+        .join_next()
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_default();
 
     let probe = ProbeInfo {
         qemu_version,
